@@ -1,0 +1,13 @@
+"""emo_mm: EMO backbones for OpenMMLab 2.0 (mmdet 3.x, mmseg 1.x, mmpretrain 1.x).
+
+Importing the package (``custom_imports=dict(imports=['emo_mm'])``) registers
+``EMO`` in MMEngine's root ``MODELS`` registry, so every downstream scope finds
+it, and lets torch >= 2.6 load mmengine checkpoints with ``weights_only`` on.
+"""
+from .models import EMO  # noqa: F401  (registers the backbone)
+from .utils import allow_mmengine_checkpoints
+from .version import __version__
+
+allow_mmengine_checkpoints()
+
+__all__ = ['__version__', 'EMO']

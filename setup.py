@@ -1,0 +1,34 @@
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+
+def read_version():
+    namespace = {}
+    with open(osp.join(osp.dirname(__file__), 'emo_mm', 'version.py')) as f:
+        exec(f.read(), namespace)
+    return namespace['__version__']
+
+
+def read_requirements(name):
+    """Requirement lines of requirements/<name>.txt, comments dropped."""
+    path = osp.join(osp.dirname(__file__), 'requirements', name + '.txt')
+    with open(path) as f:
+        lines = (line.split('#')[0].strip() for line in f)
+        return [line for line in lines if line]
+
+
+setup(
+    name='emo_mm',
+    version=read_version(),
+    description='EMO (ICCV 2023) backbones for OpenMMLab 2.0: mmdet, mmseg, mmpretrain',
+    long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read()
+    if osp.exists(osp.join(osp.dirname(__file__), 'README.md')) else '',
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['emo_mm', 'emo_mm.*']),
+    python_requires='>=3.8',
+    install_requires=read_requirements('runtime'),
+    extras_require={'tests': read_requirements('tests')},
+    license='Apache License 2.0',
+    zip_safe=False,
+)

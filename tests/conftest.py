@@ -1,0 +1,39 @@
+import os
+import os.path as osp
+
+import pytest
+import torch
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+FIXTURES = osp.join(REPO_ROOT, '..', 'shared', 'fixtures')
+FIXTURE_NAMES = ('emo_1m_w7_224x224.pt', 'emo_1m_w10_200x264.pt')
+
+
+def _fixtures_missing(name):
+    """Skip when shared/ is absent (a user's checkout); CI sets
+    EMO_MM_REQUIRE_FIXTURES=1 so that a missing fixture fails instead."""
+    message = f'fixture {name} not found under {FIXTURES}'
+    if os.environ.get('EMO_MM_REQUIRE_FIXTURES') == '1':
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(params=FIXTURE_NAMES, scope='session')
+def authors_fixture(request):
+    """One of the authors' reference runs, state dict cast to float32."""
+    path = osp.join(FIXTURES, request.param)
+    if not osp.exists(path):
+        _fixtures_missing(request.param)
+    data = torch.load(path, weights_only=True)
+    data['state_dict'] = {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in data['state_dict'].items()
+    }
+    data['name'] = request.param
+    return data
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _torch_threads():
+    torch.manual_seed(0)
+    yield

@@ -1,0 +1,288 @@
+import math
+
+import pytest
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import emo_mm  # noqa: F401  (registers EMO)
+from emo_mm.models import EMO, WindowAttention
+from emo_mm.models.checkpoint import authors_to_ours, ours_to_authors
+
+# Backbone parameters of the authors' models (classifier norm and head
+# excluded); 1M is checked against the fixtures' own count too.
+BACKBONE_PARAMS = {
+    '1m': 1_191_832,
+    '2m': 2_176_072,
+    '5m': 4_819_272,
+    '6m': 5_846_856
+}
+
+
+def count_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def save_authors_checkpoint(state_dict, path, wrap=None, module_prefix=False):
+    if module_prefix:
+        state_dict = {f'module.{k}': v for k, v in state_dict.items()}
+    torch.save(state_dict if wrap is None else {wrap: state_dict}, path)
+    return str(path)
+
+
+def build_from_fixture(fixture, tmp_path, **kwargs):
+    ckpt = save_authors_checkpoint(fixture['state_dict'],
+                                   tmp_path / 'net.pth')
+    model = EMO(
+        arch=fixture['variant'],
+        window_size=fixture['window_size'],
+        out_indices=(0, 1, 2, 3, 4),
+        init_cfg=dict(type='Pretrained', checkpoint=ckpt),
+        **kwargs)
+    model.init_weights()
+    return model.eval()
+
+
+@pytest.mark.parametrize('fused_attn', [True, False])
+def test_parity_with_authors_model(authors_fixture, tmp_path, fused_attn):
+    model = build_from_fixture(authors_fixture, tmp_path,
+                               fused_attn=fused_attn)
+    with torch.no_grad():
+        outs = model(authors_fixture['input'])
+    expected = authors_fixture['stage_outputs']
+    assert len(outs) == len(expected) == 5
+    for i, (out, ref) in enumerate(zip(outs, expected)):
+        assert out.shape == ref.shape, f'stage {i}'
+        diff = (out - ref.float()).abs().max().item()
+        assert diff <= 1e-5, f'stage {i}: max abs diff {diff:.3g}'
+
+
+def test_fixture_param_count(authors_fixture):
+    model = EMO(arch=authors_fixture['variant'])
+    assert count_params(model) == authors_fixture['num_backbone_params']
+    with_norm = EMO(arch=authors_fixture['variant'], final_norm=True)
+    head = authors_fixture['state_dict']['head.weight']
+    head_params = head.numel() + head.shape[0]
+    assert count_params(with_norm) + head_params == \
+        authors_fixture['num_params']
+
+
+@pytest.mark.parametrize('arch', sorted(BACKBONE_PARAMS))
+def test_param_counts(arch):
+    assert count_params(EMO(arch=arch)) == BACKBONE_PARAMS[arch]
+
+
+def test_authors_key_layout_round_trip(authors_fixture):
+    authors = authors_fixture['state_dict']
+    ours = authors_to_ours(authors)
+    model = EMO(arch='1m', final_norm=True)
+    model_keys = set(model.state_dict())
+    backbone_keys = {k for k in ours if not k.startswith('head.')}
+    assert backbone_keys == model_keys
+    assert list(ours_to_authors(ours)) == list(authors)
+
+
+@pytest.mark.parametrize('wrap,module_prefix', [('state_dict', False),
+                                                ('model', True),
+                                                ('net', False),
+                                                (None, True)])
+def test_wrapped_authors_checkpoints(authors_fixture, tmp_path, wrap,
+                                     module_prefix):
+    ckpt = save_authors_checkpoint(authors_fixture['state_dict'],
+                                   tmp_path / 'wrapped.pth', wrap,
+                                   module_prefix)
+    model = EMO(arch='1m', window_size=authors_fixture['window_size'],
+                init_cfg=dict(type='Pretrained', checkpoint=ckpt))
+    model.init_weights()
+    expected = authors_to_ours(authors_fixture['state_dict'])
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, expected[key].to(value.dtype))
+
+
+def test_mmpretrain_style_backbone_prefix(tmp_path):
+    source = EMO(arch='2m')
+    for p in source.parameters():
+        torch.nn.init.normal_(p)
+    path = tmp_path / 'classifier.pth'
+    torch.save(
+        {
+            'meta': {},
+            'state_dict': {
+                **{f'backbone.{k}': v
+                   for k, v in source.state_dict().items()},
+                'head.fc.weight': torch.zeros(3, 200),
+            }
+        }, path)
+    model = EMO(arch='2m', init_cfg=dict(type='Pretrained',
+                                         checkpoint=str(path)))
+    model.init_weights()
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value)
+
+
+def expected_sizes(h, w):
+    sizes = []
+    for _ in range(5):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+        sizes.append((h, w))
+    return sizes
+
+
+@pytest.mark.parametrize('arch', ['1m', '5m'])
+@pytest.mark.parametrize('size', [(97, 131), (33, 65), (224, 224),
+                                  (320, 320), (50, 300)])
+def test_output_shapes_any_size(arch, size):
+    model = EMO(arch=arch, out_indices=(0, 1, 2, 3, 4), window_size=10).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, *size))
+    assert isinstance(outs, tuple)
+    for out, channels, (h, w) in zip(outs, model.out_channels,
+                                     expected_sizes(*size)):
+        assert out.shape == (2, channels, h, w)
+
+
+def test_out_indices_negative_and_not_modified():
+    requested = [-1, 2]
+    model = EMO(arch='1m', out_indices=requested)
+    assert requested == [-1, 2]
+    assert model.out_indices == (2, 4)
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [48, 168]
+
+
+def test_per_stage_window_size():
+    model = EMO(arch='5m', window_size=(7, 7, 10, 16))
+    attn = [m for m in model.modules() if isinstance(m, WindowAttention)]
+    assert {m.window_size for m in attn} == {10, 16}
+    assert model.stages[3][1].attn.window_size == 10
+    assert model.stages[4][1].attn.window_size == 16
+
+
+def test_final_norm_applies_to_last_output_only():
+    plain = EMO(arch='1m', out_indices=(3, 4)).eval()
+    normed = EMO(arch='1m', out_indices=(3, 4), final_norm=True).eval()
+    normed.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        a, b = plain(x), normed(x)
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(normed.norm(a[1]), b[1])
+    # LayerNorm over channels: zero mean per position.
+    assert b[1].mean(dim=1).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize('frozen_stages', [0, 2, 4])
+def test_frozen_stages_survive_train(frozen_stages):
+    model = EMO(arch='1m', frozen_stages=frozen_stages)
+    model.train()
+    for i, stage in enumerate(model.stages):
+        frozen = i <= frozen_stages
+        assert all(p.requires_grad != frozen for p in stage.parameters())
+        assert all(m.training != frozen for m in stage.modules())
+
+
+def test_norm_eval_keeps_batchnorm_in_eval():
+    model = EMO(arch='1m', norm_eval=True)
+    model.train()
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert bns and not any(m.training for m in bns)
+    assert model.stages[3][1].norm.training  # LayerNorm is not affected
+    before = bns[0].running_mean.clone()
+    model(torch.randn(2, 3, 64, 64))
+    torch.testing.assert_close(bns[0].running_mean, before)
+
+
+def test_every_trainable_parameter_gets_a_gradient():
+    model = EMO(arch='1m', window_size=5,
+                out_indices=(0, 1, 2, 3, 4), final_norm=True)
+    model.train()
+    outs = model(torch.randn(2, 3, 70, 90))
+    sum(o.square().mean() for o in outs).backward()
+    no_grad = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert not no_grad
+
+
+def test_drop_path_rises_linearly():
+    model = EMO(arch='2m', drop_path_rate=0.05)
+    rates = [
+        getattr(block.drop_path, 'drop_prob', 0.0)
+        for stage in model.stages[1:] for block in stage
+    ]
+    assert len(rates) == 18
+    assert rates[0] == 0 and rates[-1] == pytest.approx(0.05)
+    steps = [b - a for a, b in zip(rates, rates[1:])]
+    assert max(steps) - min(steps) < 1e-7
+
+
+def test_sync_bn_config_and_default_eps():
+    model = EMO(arch='1m', norm_cfg=dict(type='SyncBN'))
+    syncs = [m for m in model.modules()
+             if isinstance(m, torch.nn.SyncBatchNorm)]
+    assert len(syncs) == sum(isinstance(m, _BatchNorm)
+                             for m in model.modules()) > 0
+    assert all(m.eps == 1e-6 for m in syncs)
+    explicit = EMO(arch='1m', norm_cfg=dict(type='BN', eps=1e-3))
+    assert all(m.eps == 1e-3 for m in explicit.modules()
+               if isinstance(m, _BatchNorm))
+
+
+@pytest.mark.parametrize('seq_len', [(7, 7), (14, 21), (9, 13)])
+def test_fused_and_manual_attention_agree(seq_len):
+    attn = WindowAttention(80, head_dim=20, window_size=7)
+    x = torch.randn(2, 80, *seq_len)
+    fused = attn(x)
+    attn.fused_attn = False
+    manual = attn(x)
+    assert fused.shape == x.shape
+    assert (fused - manual).abs().max() <= 1e-5
+
+
+def test_window_partition_is_strided_grid():
+    """Window (0, 0) of a 14x14 map at window 7 is every other token."""
+    attn = WindowAttention(4, head_dim=4, window_size=7)
+    x = torch.arange(14 * 14, dtype=torch.float).view(1, 1, 14, 14)
+    x = x.expand(1, 4, 14, 14).contiguous()
+    windows = attn._to_windows(x, 2, 2)[0]  # (4, 1, 49, 4)
+    first = windows[0, 0, :, 0].view(7, 7)
+    torch.testing.assert_close(first, x[0, 0, ::2, ::2])
+    back = attn._from_windows(windows, 1, 2, 2)
+    torch.testing.assert_close(back, x)
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'mmpretrain'])
+def test_builds_in_every_downstream_scope(scope):
+    import importlib
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(dict(type='EMO', arch='2m', out_indices=(4, )))
+    assert type(model) is EMO
+    assert model.arch_name == '2m'
+
+
+def test_custom_imports_config(tmp_path):
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    cfg_file = tmp_path / 'cfg.py'
+    cfg_file.write_text(
+        "custom_imports = dict(imports=['emo_mm'], "
+        "allow_failed_imports=False)\n"
+        "backbone = dict(type='EMO', arch='5m', out_indices=(3, 4))\n")
+    cfg = Config.fromfile(str(cfg_file))
+    model = MODELS.build(cfg.backbone)
+    assert model.out_channels[3:] == (160, 288)
+
+
+def test_arch_dict_equal_to_preset():
+    model = EMO(arch=dict(EMO.arch_settings['5m']))
+    assert model.arch_name == '5m'
+    custom = dict(EMO.arch_settings['1m'], depths=(1, 1, 2, 2))
+    assert EMO(arch=custom).arch_name == 'custom'
+
+
+def test_pretrained_argument_for_mmseg(tmp_path):
+    source = EMO(arch='1m')
+    path = tmp_path / 'emo.pth'
+    torch.save(source.state_dict(), path)
+    model = EMO(arch='1m', pretrained=str(path))
+    assert model.init_cfg == dict(type='Pretrained', checkpoint=str(path))

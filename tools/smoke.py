@@ -1,0 +1,101 @@
+"""Build every EMO variant, load an authors-layout checkpoint, print a table.
+
+    python tools/smoke.py [--input-size 224]
+
+For each of 1M/2M/5M/6M: backbone parameters, FLOPs at the input size
+(mmengine's FlopAnalyzer, one FLOP per multiply-add, on the explicit attention
+path so that its matmuls are counted), and the five feature-map shapes. Then a
+checkpoint in the authors' key layout is written to a temporary folder,
+loaded back through ``init_cfg=dict(type='Pretrained', ...)`` and checked to
+reproduce the source model's features exactly.
+"""
+import argparse
+import os.path as osp
+import tempfile
+
+import torch
+from mmengine.analysis import FlopAnalyzer
+
+import emo_mm
+from emo_mm.models import EMO, ours_to_authors
+
+PAPER = {  # params (backbone + classifier) and FLOPs at 224, from the paper
+    '1m': ('1.3M', '261M'),
+    '2m': ('2.3M', '439M'),
+    '5m': ('5.1M', '903M'),
+    '6m': ('6.1M', '961M'),
+}
+
+
+def count_flops(model, size):
+    model = model.eval()
+    for m in model.modules():
+        if hasattr(m, 'fused_attn'):
+            m.fused_attn = False
+    analyzer = FlopAnalyzer(model, torch.randn(1, 3, size, size))
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return analyzer.total()
+
+
+def check_authors_checkpoint(arch, size, workdir):
+    source = EMO(arch=arch, out_indices=(0, 1, 2, 3, 4), final_norm=True)
+    # Random BN statistics, so the check covers them too.
+    for m in source.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    path = osp.join(workdir, f'emo_{arch}_authors_layout.pth')
+    torch.save(ours_to_authors(source.state_dict()), path)
+    loaded = EMO(arch=arch, out_indices=(0, 1, 2, 3, 4), final_norm=True,
+                 init_cfg=dict(type='Pretrained', checkpoint=path))
+    loaded.init_weights()
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        diffs = [(a - b).abs().max().item()
+                 for a, b in zip(source.eval()(x), loaded.eval()(x))]
+    return max(diffs)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--input-size', type=int, default=224)
+    args = parser.parse_args()
+    size = args.input_size
+
+    print(f'emo_mm {emo_mm.__version__}, torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads, input 1x3x{size}x{size}')
+    header = (f'{"arch":<5}{"backbone":>10}{"+head":>9}{"FLOPs":>9}'
+              f'{"paper@224":>16}  feature shapes (C, H, W), strides 2-32')
+    print(header)
+    print('-' * len(header))
+    for arch in EMO.arch_settings:
+        model = EMO(arch=arch, out_indices=(0, 1, 2, 3, 4)).eval()
+        params = sum(p.numel() for p in model.parameters())
+        # The paper's counts include the final norm and a 1000-class head.
+        classifier = EMO(arch=arch, final_norm=True)
+        width = model.out_channels[-1]
+        with_head = sum(p.numel() for p in classifier.parameters()) + \
+            1000 * (width + 1)
+        flops = count_flops(classifier, size) + 1000 * width
+        with torch.no_grad():
+            outs = model(torch.randn(1, 3, size, size))
+        shapes = ' '.join(str(tuple(o.shape[1:])) for o in outs)
+        paper = '{} / {}'.format(*PAPER[arch])
+        print(f'{arch:<5}{params / 1e6:>9.3f}M{with_head / 1e6:>8.3f}M'
+              f'{flops / 1e6:>8.1f}M{paper:>16}  {shapes}')
+    print('backbone: EMO parameters; +head: with the final norm and a '
+          '1000-class linear head, as the paper counts; FLOPs: multiply-adds '
+          'of that classifier')
+
+    with tempfile.TemporaryDirectory() as workdir:
+        for arch in EMO.arch_settings:
+            diff = check_authors_checkpoint(arch, size, workdir)
+            status = 'OK' if diff == 0 else 'MISMATCH'
+            print(f'authors-layout checkpoint -> EMO-{arch.upper()}: '
+                  f'max |diff| {diff:.1e} {status}')
+            if diff != 0:
+                raise SystemExit(1)
+
+
+if __name__ == '__main__':
+    main()
