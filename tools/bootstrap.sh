@@ -56,7 +56,7 @@ build_mmcv_wheel() {
     local work
     work=$(mktemp -d)
     trap 'rm -rf "$work"' RETURN
-    log "building mmcv $MMCV_VERSION against torch $TORCH_VERSION (about 11 minutes on 2 cores)"
+    log "building mmcv $MMCV_VERSION against torch $TORCH_VERSION (about 25 minutes on 2 cores)"
     quiet_pip download --disable-pip-version-check -q --no-cache-dir --no-deps \
         --no-binary :all: --no-build-isolation -d "$work" "mmcv==$MMCV_VERSION"
     tar -xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
