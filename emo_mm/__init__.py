@@ -6,6 +6,11 @@ it, and lets torch >= 2.6 load mmengine checkpoints with ``weights_only`` on.
 """
 from .models import EMO  # noqa: F401  (registers the backbone)
 from .utils import allow_mmengine_checkpoints
+
+try:  # detection add-ons, only where mmdet is installed
+    from .models import ssd_head  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
 from .version import __version__
 
 allow_mmengine_checkpoints()

@@ -1,0 +1,94 @@
+# The built-in demo: SSDLite-EMO-1M trained from scratch on a generated
+# COCO-format set of shapes (tools/misc/make_demo_coco.py), on a CPU, in minutes.
+# It keeps the SSDLite recipe's model and optimizer and changes what a short
+# single-process CPU run from scratch needs: plain BN that learns (no ImageNet
+# weights offline), 160x160 inputs with the anchors scaled to match (4x less
+# compute per image than 320x320, so 4x more steps in the same minutes), a
+# lighter augmentation, and an iteration-based schedule.
+_base_ = '../ssdlite/emo_1m_coco.py'
+
+data_root = 'data/shapes_coco/'
+metainfo = dict(
+    classes=('circle', 'square', 'triangle', 'cross'),
+    palette=[(220, 20, 60), (0, 120, 255), (255, 170, 0), (50, 190, 70)])
+
+model = dict(
+    backbone=dict(
+        norm_cfg=dict(type='BN'),
+        norm_eval=False,
+        drop_path_rate=0.0,
+        init_cfg=None),
+    bbox_head=dict(
+        num_classes=4,
+        # The SSDLite anchors at half the input size: feature maps of 10, 5,
+        # 3, 2, 1 and 1 cells.
+        anchor_generator=dict(
+            strides=[16, 32, 53, 80, 160, 160],
+            min_sizes=[24, 50, 75, 101, 126, 152],
+            max_sizes=[50, 75, 101, 126, 152, 160])))
+input_size = 160
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=2,
+    persistent_workers=True,
+    dataset=dict(
+        _delete_=True,
+        type='CocoDataset',
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/train.json',
+        data_prefix=dict(img='train/'),
+        filter_cfg=dict(filter_empty_gt=True),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=2,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/val.json')
+test_evaluator = val_evaluator
+
+max_iters = 600
+train_cfg = dict(
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=False,
+        begin=0,
+        end=max_iters,
+        T_max=max_iters,
+        eta_min=0)
+]
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
+default_hooks = dict(
+    checkpoint=dict(by_epoch=False, interval=200, max_keep_ckpts=2),
+    logger=dict(interval=10))
+log_processor = dict(by_epoch=False)
+auto_scale_lr = dict(base_batch_size=8)

@@ -1,0 +1,10 @@
+# RetinaNet with EMO-2M on COCO2017 (authors: 36.2 bbox mAP).
+_base_ = './emo_1m_coco.py'
+
+pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_2M/net.pth'
+model = dict(
+    backbone=dict(
+        arch='2m',
+        drop_path_rate=0.05,
+        init_cfg=dict(checkpoint=pretrained)),
+    neck=dict(in_channels=[32, 48, 120, 200]))

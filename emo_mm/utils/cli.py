@@ -1,0 +1,163 @@
+"""What tools/train.py and tools/test.py share: loading and checking configs.
+
+The tools work for mmdet, mmseg and mmpretrain configs alike; the codebase is
+told by the config's ``default_scope``.
+"""
+import glob
+import os
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config, ConfigDict
+
+SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+class ToolError(Exception):
+    """A bad command line or config: printed as one line, no traceback."""
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Read a config, apply ``--cfg-options`` and check what can be checked.
+
+    ``data_root`` given in ``--cfg-options`` replaces the old root everywhere
+    it was already expanded into (dataset roots, annotation files of the
+    evaluators), so ``--cfg-options data_root=/data/coco/`` just works.
+    """
+    if not osp.isfile(path):
+        raise ToolError(f'config {path} does not exist')
+    cfg = Config.fromfile(path)
+    old_root = cfg.get('data_root')
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    new_root = cfg.get('data_root')
+    if old_root and new_root and new_root != old_root:
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader',
+                    'val_evaluator', 'test_evaluator'):
+            if cfg.get(key) is not None:
+                cfg[key] = _replace_root(cfg[key], old_root, new_root)
+    scope = cfg.get('default_scope')
+    if scope not in SCOPES:
+        raise ToolError(f'config {path} has default_scope={scope!r}; '
+                        f'allowed: {list(SCOPES)}')
+    return cfg
+
+
+def _replace_root(node, old: str, new: str):
+    if isinstance(node, str):
+        return new + node[len(old):] if node.startswith(old) else node
+    if isinstance(node, dict):
+        return type(node)(
+            {k: _replace_root(v, old, new)
+             for k, v in node.items()})
+    if isinstance(node, (list, tuple)):
+        return type(node)(_replace_root(v, old, new) for v in node)
+    return node
+
+
+def check_data_root(cfg: Config, *loaders: str) -> None:
+    """Fail early, with the path, when a local data root does not exist."""
+    for loader in loaders:
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        while isinstance(dataset, dict) and 'dataset' in dataset:
+            dataset = dataset['dataset']  # RepeatDataset and friends
+        root = dataset.get('data_root') if isinstance(dataset, dict) else None
+        if root and '://' not in root and not osp.isdir(root):
+            raise ToolError(
+                f'data_root {root!r} of {loader} does not exist; point the '
+                f'config at your data, e.g. --cfg-options data_root=/path/')
+
+
+def default_work_dir(config_path: str) -> str:
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def refuse_to_overwrite(work_dir: str, resume: Optional[str]) -> None:
+    """A new run would overwrite the checkpoints of an earlier one."""
+    if resume:
+        return
+    found = sorted(glob.glob(osp.join(work_dir, '*.pth')))
+    if found:
+        names = ', '.join(osp.basename(f) for f in found[:3])
+        raise ToolError(
+            f'work dir {work_dir} already holds checkpoints ({names}'
+            f'{", ..." if len(found) > 3 else ""}); continue it with '
+            '--resume, or choose another --work-dir')
+
+
+def enable_amp(cfg: Config) -> None:
+    optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if optim_wrapper == 'AmpOptimWrapper':
+        return
+    if optim_wrapper != 'OptimWrapper':
+        raise ToolError(f'--amp needs optim_wrapper type OptimWrapper, the '
+                        f'config has {optim_wrapper}')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def enable_auto_scale_lr(cfg: Config) -> None:
+    auto_scale_lr = cfg.get('auto_scale_lr')
+    if not auto_scale_lr or 'base_batch_size' not in auto_scale_lr:
+        raise ToolError('--auto-scale-lr needs auto_scale_lr.base_batch_size '
+                        'in the config')
+    cfg.auto_scale_lr.enable = True
+
+
+def enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
+                         wait_time: float) -> None:
+    """Turn on each codebase's visualization hook for tools/test.py."""
+    scope = cfg.default_scope
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise ToolError('--show/--show-dir need default_hooks.visualization '
+                        'in the config')
+    show_dir = osp.abspath(show_dir) if show_dir else None
+    if scope == 'mmpretrain':
+        hook.update(enable=True, show=show, wait_time=wait_time)
+        if show_dir:
+            hook.out_dir = show_dir
+        return
+    hook.update(draw=True, show=show, wait_time=wait_time)
+    if show_dir and scope == 'mmdet':
+        hook.test_out_dir = show_dir  # absolute: not under work_dir/timestamp
+    elif show_dir:  # mmseg's hook saves through the visualizer's backend
+        cfg.visualizer.save_dir = show_dir
+        hook.interval = 1
+
+
+def enable_tta(cfg: Config) -> None:
+    """Wrap the model in its test-time-augmentation model, as the stock
+    test tools do (mmdet's flip default when a config has none)."""
+    if cfg.default_scope == 'mmdet':
+        cfg.setdefault(
+            'tta_model',
+            dict(type='DetTTAModel',
+                 tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
+                              max_per_img=100)))
+        cfg.setdefault(
+            'tta_pipeline',
+            [
+                dict(type='LoadImageFromFile'),
+                dict(type='TestTimeAug',
+                     transforms=[[
+                         dict(type='RandomFlip', prob=1.),
+                         dict(type='RandomFlip', prob=0.)
+                     ], [dict(type='PackDetInputs',
+                              meta_keys=('img_id', 'img_path', 'ori_shape',
+                                         'img_shape', 'scale_factor',
+                                         'flip', 'flip_direction'))]])
+            ])
+    if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+        raise ToolError('--tta needs tta_model and tta_pipeline in the '
+                        'config')
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    dataset = cfg.test_dataloader.dataset
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    dataset.pipeline = cfg.tta_pipeline
+
+
+def set_local_rank(local_rank: int) -> None:
+    # torchrun sets LOCAL_RANK; torch.distributed.launch passes --local_rank.
+    os.environ.setdefault('LOCAL_RANK', str(local_rank))

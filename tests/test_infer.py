@@ -1,0 +1,133 @@
+"""tools/infer.py draws predictions with the mmdet and mmseg inferencers and
+writes one PNG per input image, of the input's size."""
+import importlib.util
+import os.path as osp
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from emo_mm.datasets import make_shapes_coco
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SSDLITE_CONFIG = osp.join(REPO_ROOT, 'configs', 'ssdlite', 'emo_1m_coco.py')
+
+# A small EMO segmentor in the mmseg scope, on the stock mmseg bases; SyncBN
+# and the backbone URL as in a real config, which infer.py must neutralize.
+MMSEG_CONFIG = """
+_base_ = [
+    'mmseg::_base_/models/fcn_r50-d8.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='EMO',
+        arch='1m',
+        out_indices=(3, 4),
+        norm_cfg=dict(type='SyncBN'),
+        init_cfg=dict(type='Pretrained', checkpoint='https://invalid/x.pth')),
+    decode_head=dict(
+        in_channels=168, in_index=1, channels=32, num_convs=1,
+        num_classes=4),
+    auxiliary_head=dict(
+        in_channels=80, in_index=0, channels=16, num_classes=4))
+"""
+
+
+@pytest.fixture(scope='module')
+def infer():
+    path = osp.join(REPO_ROOT, 'tools', 'infer.py')
+    spec = importlib.util.spec_from_file_location('infer_tool', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def images(tmp_path_factory):
+    """A folder with a PNG and a JPEG (whose drawing must still be PNG)."""
+    root = tmp_path_factory.mktemp('shapes')
+    metainfo = make_shapes_coco(str(root), num_train=2, num_val=0)
+    folder = root / 'inputs'
+    folder.mkdir()
+    shutil.copy(root / 'train' / '000000.png', folder / 'a.png')
+    img = cv2.imread(str(root / 'train' / '000001.png'))
+    cv2.imwrite(str(folder / 'b.jpg'), img)
+    return folder, metainfo
+
+
+def _save_random_checkpoint(infer, config, path, cfg_options, dataset_meta):
+    """Random weights of the model the config builds, as a checkpoint."""
+    cfg = infer.load_config(config, cfg_options)
+    init_default_scope(cfg.default_scope)
+    from mmengine.registry import MODELS
+    model = MODELS.build(cfg.model)
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=dataset_meta)), path)
+
+
+def _check_outputs(written, folder, out_dir):
+    assert sorted(osp.basename(p) for p in written) == ['a.png', 'b.png']
+    for path in written:
+        assert osp.dirname(path) == osp.join(out_dir, 'vis')
+        drawing = cv2.imread(path)
+        assert drawing is not None
+        stem = osp.splitext(osp.basename(path))[0]
+        ext = '.png' if stem == 'a' else '.jpg'
+        source = cv2.imread(str(folder / (stem + ext)))
+        assert drawing.shape == source.shape
+
+
+def test_detection(infer, images, tmp_path):
+    folder, metainfo = images
+    checkpoint = str(tmp_path / 'ssdlite.pth')
+    # Four classes: the random head's scores (about 1/5) then pass the
+    # test-time score threshold, so boxes do get drawn.
+    num_classes = len(metainfo['classes'])
+    options = {'model.bbox_head.num_classes': num_classes}
+    _save_random_checkpoint(infer, SSDLITE_CONFIG, checkpoint, options,
+                            metainfo)
+    out_dir = str(tmp_path / 'out')
+    written = infer.main([
+        SSDLITE_CONFIG, checkpoint,
+        str(folder), '--out-dir', out_dir, '--score-thr', '0',
+        '--cfg-options', f'model.bbox_head.num_classes={num_classes}'
+    ])
+    _check_outputs(written, folder, out_dir)
+    drawing = cv2.imread(osp.join(out_dir, 'vis', 'a.png'))
+    assert np.any(drawing != cv2.imread(str(folder / 'a.png')))
+
+
+def test_segmentation(infer, images, tmp_path):
+    folder, metainfo = images
+    config = tmp_path / 'emo_1m_tiny_seg.py'
+    config.write_text(MMSEG_CONFIG)
+    checkpoint = str(tmp_path / 'seg.pth')
+    _save_random_checkpoint(infer, str(config), checkpoint, None, metainfo)
+    out_dir = str(tmp_path / 'out')
+    written = infer.main(
+        [str(config), checkpoint,
+         str(folder), '--out-dir', out_dir])
+    _check_outputs(written, folder, out_dir)
+
+
+def test_unsupported_scope(infer):
+    cfg = Config(dict(default_scope='mmpretrain', model=dict(type='X')))
+    with pytest.raises(infer.UsageError, match='mmpretrain'):
+        infer.build_inferencer(cfg, None, 'cpu')
+
+
+def test_missing_input(infer, tmp_path):
+    with pytest.raises(infer.UsageError, match='neither'):
+        infer.list_images(str(tmp_path / 'nothing.png'))
+    with pytest.raises(infer.UsageError, match='no images'):
+        infer.list_images(str(tmp_path))
