@@ -16,29 +16,8 @@ from emo_mm.datasets import make_shapes_coco
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SSDLITE_CONFIG = osp.join(REPO_ROOT, 'configs', 'ssdlite', 'emo_1m_coco.py')
 
-# A small EMO segmentor in the mmseg scope, on the stock mmseg bases; SyncBN
-# and the backbone URL as in a real config, which infer.py must neutralize.
-MMSEG_CONFIG = """
-_base_ = [
-    'mmseg::_base_/models/fcn_r50-d8.py',
-    'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py',
-]
-custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='EMO',
-        arch='1m',
-        out_indices=(3, 4),
-        norm_cfg=dict(type='SyncBN'),
-        init_cfg=dict(type='Pretrained', checkpoint='https://invalid/x.pth')),
-    decode_head=dict(
-        in_channels=168, in_index=1, channels=32, num_convs=1,
-        num_classes=4),
-    auxiliary_head=dict(
-        in_channels=80, in_index=0, channels=16, num_classes=4))
-"""
+DEEPLABV3_CONFIG = osp.join(REPO_ROOT, 'configs', 'deeplabv3',
+                             'emo_1m_ade20k.py')
 
 
 @pytest.fixture(scope='module')
@@ -108,16 +87,20 @@ def test_detection(infer, images, tmp_path):
 
 
 def test_segmentation(infer, images, tmp_path):
-    folder, metainfo = images
-    config = tmp_path / 'emo_1m_tiny_seg.py'
-    config.write_text(MMSEG_CONFIG)
+    """The real DeepLabV3 config (SyncBN, a weights URL in init_cfg): both
+    neutralized, overlays of the input's size written."""
+    from mmseg.datasets import ADE20KDataset
+    folder, _ = images
     checkpoint = str(tmp_path / 'seg.pth')
-    _save_random_checkpoint(infer, str(config), checkpoint, None, metainfo)
+    _save_random_checkpoint(infer, DEEPLABV3_CONFIG, checkpoint, None,
+                            ADE20KDataset.METAINFO)
     out_dir = str(tmp_path / 'out')
     written = infer.main(
-        [str(config), checkpoint,
+        [DEEPLABV3_CONFIG, checkpoint,
          str(folder), '--out-dir', out_dir])
     _check_outputs(written, folder, out_dir)
+    drawing = cv2.imread(osp.join(out_dir, 'vis', 'a.png'))
+    assert np.any(drawing != cv2.imread(str(folder / 'a.png')))
 
 
 def test_unsupported_scope(infer):

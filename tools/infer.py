@@ -68,24 +68,6 @@ def list_images(path):
     return [path]
 
 
-def _sync_bn_to_bn(cfg):
-    """Replace every ``norm_cfg`` of type SyncBN in ``cfg`` by plain BN.
-
-    SyncBN needs a distributed process group; a single inference process has
-    none, and the weights of the two layers are the same.
-    """
-    if isinstance(cfg, dict):
-        for key, value in cfg.items():
-            if (key == 'norm_cfg' and isinstance(value, dict)
-                    and value.get('type') in ('SyncBN', 'MMSyncBN')):
-                value['type'] = 'BN'
-            else:
-                _sync_bn_to_bn(value)
-    elif isinstance(cfg, (list, tuple)):
-        for item in cfg:
-            _sync_bn_to_bn(item)
-
-
 def load_config(config, cfg_options=None):
     """Load ``config`` ready to build a model for single-process inference.
 
@@ -105,7 +87,7 @@ def load_config(config, cfg_options=None):
     if backbone is not None:
         backbone.init_cfg = None
     cfg.model.pop('pretrained', None)  # mmseg's older way to name them
-    _sync_bn_to_bn(cfg.model)
+    cli.sync_bn_to_bn(cfg.model)
     return cfg
 
 

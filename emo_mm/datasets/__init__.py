@@ -1,4 +1,5 @@
 """Data set helpers for emo_mm demos."""
+from .synthetic_ade20k import make_scenes_ade20k
 from .synthetic_coco import make_shapes_coco
 
-__all__ = ['make_shapes_coco']
+__all__ = ['make_scenes_ade20k', 'make_shapes_coco']

@@ -161,3 +161,39 @@ def enable_tta(cfg: Config) -> None:
 def set_local_rank(local_rank: int) -> None:
     # torchrun sets LOCAL_RANK; torch.distributed.launch passes --local_rank.
     os.environ.setdefault('LOCAL_RANK', str(local_rank))
+
+
+def check_output_folder(root: str, force: bool) -> None:
+    """Refuse to write a generated data set into a folder holding files.
+
+    Raises:
+        ToolError: ``root`` is a file, or holds files (at any depth) and
+            ``force`` is not set.
+    """
+    if osp.exists(root) and not osp.isdir(root):
+        raise ToolError(f'{root} exists and is not a folder')
+    if not force and osp.isdir(root):
+        for _, _, files in os.walk(root):
+            if files:
+                raise ToolError(
+                    f'{root} already contains files; refusing to overwrite '
+                    'them. Choose another folder or pass --force.')
+
+
+def sync_bn_to_bn(cfg) -> None:
+    """Replace, in place, every ``norm_cfg`` of type SyncBN in ``cfg`` (a
+    config dict, list or tuple, searched at any depth) by plain BN.
+
+    SyncBN needs a distributed process group; a single process has none, and
+    the two layers hold the same parameters and buffers.
+    """
+    if isinstance(cfg, dict):
+        for key, value in cfg.items():
+            if (key == 'norm_cfg' and isinstance(value, dict)
+                    and value.get('type') in ('SyncBN', 'MMSyncBN')):
+                value['type'] = 'BN'
+            else:
+                sync_bn_to_bn(value)
+    elif isinstance(cfg, (list, tuple)):
+        for item in cfg:
+            sync_bn_to_bn(item)

@@ -10,13 +10,13 @@ given.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 import time
 from collections import Counter
 
 from emo_mm.datasets import make_shapes_coco
+from emo_mm.utils.cli import ToolError, check_output_folder
 
 
 def parse_args(argv=None):
@@ -34,26 +34,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _has_files(root):
-    """Whether ``root`` holds any file, at any depth."""
-    for _, _, files in os.walk(root):
-        if files:
-            return True
-    return False
-
-
 def main(argv=None):
     """Run the command line; returns the exit code."""
     args = parse_args(argv)
-    if osp.exists(args.root) and not osp.isdir(args.root):
-        print(f'error: {args.root} exists and is not a folder',
-              file=sys.stderr)
-        return 1
-    if osp.isdir(args.root) and _has_files(args.root) and not args.force:
-        print(
-            f'error: {args.root} already contains files; refusing to '
-            'overwrite them. Choose another folder or pass --force.',
-            file=sys.stderr)
+    try:
+        check_output_folder(args.root, args.force)
+    except ToolError as error:
+        print(f'error: {error}', file=sys.stderr)
         return 1
     start = time.perf_counter()
     metainfo = make_shapes_coco(
