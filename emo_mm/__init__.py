@@ -11,6 +11,10 @@ try:  # detection add-ons, only where mmdet is installed
     from .models import ssd_head  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
+try:  # classification add-ons, only where mmpretrain is installed
+    from .models import classifier  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
 from .version import __version__
 
 allow_mmengine_checkpoints()

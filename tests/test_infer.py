@@ -114,3 +114,19 @@ def test_missing_input(infer, tmp_path):
         infer.list_images(str(tmp_path / 'nothing.png'))
     with pytest.raises(infer.UsageError, match='no images'):
         infer.list_images(str(tmp_path))
+
+
+def test_classification(infer, images, tmp_path, capsys):
+    """An ImageNet config with random weights: top class printed and drawn."""
+    from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
+    folder, _ = images
+    config = osp.join(REPO_ROOT, 'configs', 'imagenet', 'emo_1m_in1k.py')
+    checkpoint = str(tmp_path / 'cls.pth')
+    _save_random_checkpoint(infer, config, checkpoint, None,
+                            dict(classes=IMAGENET_CATEGORIES))
+    out_dir = str(tmp_path / 'out')
+    written = infer.main([config, checkpoint, str(folder), '--out-dir',
+                          out_dir])
+    _check_outputs(written, folder, out_dir)
+    printed = capsys.readouterr().out
+    assert f'{folder / "a.png"}: ' in printed  # "<image>: <class> (<score>)"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The built-in demos, end to end on a CPU:
-#   bash tools/demo.sh [det|seg] [extra tools/train.py arguments]
+#   bash tools/demo.sh [det|seg|cls] [extra tools/train.py arguments]
 #   det (default): SSDLite-EMO-1M on generated shapes (COCO format);
-#   seg:           DeepLabV3-EMO-1M on generated outdoor scenes (ADE20K format).
+#   seg:           DeepLabV3-EMO-1M on generated outdoor scenes (ADE20K format);
+#   cls:           EMO-1M classifier on generated shapes (ImageNet format).
 # Steps:
 #   1. set up .venv (tools/bootstrap.sh, idempotent);
 #   2. check every EMO variant (tools/smoke.py: params, FLOPs, feature shapes, the
@@ -10,8 +11,8 @@
 #   3. generate the data set under data/ (once);
 #   4. train with tools/train.py in a new work_dirs/demo_<model>/<date_time>/
 #      (nothing earlier is overwritten);
-#   5. test the last checkpoint on the val split with tools/test.py (COCO bbox mAP
-#      or mIoU), writing the pictures (ground truth | prediction) to
+#   5. test the last checkpoint on the val split with tools/test.py (COCO bbox mAP,
+#      mIoU or top-1/top-5), writing the pictures (ground truth | prediction) to
 #      <work dir>/test_vis/;
 #   6. draw the predictions on one val image with tools/infer.py.
 # e.g. bash tools/demo.sh seg --cfg-options train_cfg.max_iters=100
@@ -40,8 +41,16 @@ case $TASK in
         DATA_DONE=$DATA/annotations/validation/ADE_val_00000050.png
         WORK=work_dirs/demo_deeplabv3
         METRICS='per-class IoU and mIoU above';;
+    cls)
+        DATA=data/shapes_imagenet
+        CONFIG=configs/demo/emo_1m_shapes_cls.py
+        MAKE_DATA=tools/misc/make_demo_imagenet.py
+        IMAGE=$DATA/val/ILSVRC2012_val_00000001.JPEG
+        DATA_DONE=$DATA/meta/val.txt
+        WORK=work_dirs/demo_cls
+        METRICS='accuracy/top1 and top5 above (EMA and *_origin: raw weights)';;
     *)
-        echo "error: unknown demo '$TASK'; expected 'det' or 'seg'" >&2
+        echo "error: unknown demo '$TASK'; expected 'det', 'seg' or 'cls'" >&2
         exit 2;;
 esac
 

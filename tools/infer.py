@@ -1,4 +1,4 @@
-"""Run a detector or segmentor on pictures and save the drawn results as PNG.
+"""Run a detector, segmentor or classifier on pictures; save drawings as PNG.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT [--out-dir DIR]
         [--device cpu] [--score-thr 0.3] [--cfg-options KEY=VALUE ...]
@@ -6,7 +6,9 @@
 INPUT is an image file or a folder of images. The config's ``default_scope``
 picks the inferencer: ``mmdet`` -> ``mmdet.apis.DetInferencer`` (boxes,
 labels and scores drawn by mmdet's visualizer), ``mmseg`` ->
-``mmseg.apis.MMSegInferencer`` (a class-colour overlay). Each result is
+``mmseg.apis.MMSegInferencer`` (a class-colour overlay), ``mmpretrain`` ->
+``mmpretrain.apis.ImageClassificationInferencer`` (top class and score,
+also printed). Each result is
 written as ``DIR/vis/<input name>.png`` whatever the input's format, and the
 written paths are printed.
 """
@@ -22,7 +24,7 @@ from emo_mm.utils import cli
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                   '.tiff', '.webp')
-SUPPORTED_SCOPES = ('mmdet', 'mmseg')
+SUPPORTED_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
 
 
 class UsageError(Exception):
@@ -104,6 +106,10 @@ def build_inferencer(cfg, checkpoint, device):
             model=cfg, weights=checkpoint, device=device)
         inferencer.show_progress = False  # no such argument in mmseg 1.2
         return inferencer
+    if scope == 'mmpretrain':
+        from mmpretrain.apis import ImageClassificationInferencer
+        return ImageClassificationInferencer(
+            model=cfg, pretrained=checkpoint, device=device)
     raise UsageError(f'tools/infer.py does not support default_scope='
                      f'{scope!r}; expected one of {SUPPORTED_SCOPES}')
 
@@ -116,6 +122,29 @@ def _png_name(image_path, taken):
         name = f'{stem}_{ext.lstrip(".")}.png'
     taken.add(name)
     return name
+
+
+def classify(inferencer, image):
+    """Classify one image; print and draw (RGB) its top class and score.
+
+    mmpretrain's inferencer only draws into files named after the input's
+    stem, so its visualizer is called here instead.
+    """
+    from mmpretrain.visualization import UniversalVisualizer
+    sample, = inferencer(image, return_datasamples=True)
+    classes = inferencer.classes
+    label = int(sample.pred_label)
+    name = classes[label] if classes else str(label)
+    print(f'{image}: {name} ({float(sample.pred_score[label]):.3f})')
+    visualizer = UniversalVisualizer()
+    visualizer.visualize_cls(
+        cv2.imread(image)[..., ::-1],
+        sample,
+        classes=classes,
+        draw_gt=False,
+        draw_pred=True,
+        draw_score=True)
+    return visualizer.get_image()
 
 
 def main(argv=None):
@@ -136,8 +165,10 @@ def main(argv=None):
     written, taken = [], set()
     # One image per call, so that drawings are not all held in memory.
     for image in images:
-        result = inferencer(image, **call_kwargs)
-        drawing = result['visualization']  # RGB
+        if cfg.get('default_scope') == 'mmpretrain':
+            drawing = classify(inferencer, image)
+        else:
+            drawing = inferencer(image, **call_kwargs)['visualization']  # RGB
         # DetInferencer returns a list; MMSegInferencer unwraps one image.
         if isinstance(drawing, list):
             drawing = drawing[0]

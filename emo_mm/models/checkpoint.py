@@ -200,3 +200,36 @@ def load_backbone_checkpoint(backbone,
     if unexpected:
         print_log(f'keys in {filename} that {model_name} does not have: '
                   f'{unexpected}', logger=logger, level=logging.WARNING)
+
+
+def authors_to_classifier(state_dict: StateDict) -> StateDict:
+    """An authors' classifier state dict (``net.pth``: backbone, final
+    ``norm``, linear ``head``) in mmpretrain ``ImageClassifier`` keys:
+    ``backbone.*`` (final norm included) and ``head.fc.*``."""
+    out = OrderedDict()
+    for key, value in authors_to_ours(state_dict).items():
+        if key.startswith('head.'):
+            out['head.fc.' + key[len('head.'):]] = value
+        else:
+            out['backbone.' + key] = value
+    return out
+
+
+def classifier_to_authors(state_dict: StateDict) -> StateDict:
+    """The inverse of :func:`authors_to_classifier`.
+
+    Raises:
+        ValueError: A key is neither ``backbone.*`` nor ``head.fc.*``.
+    """
+    backbone, head = OrderedDict(), OrderedDict()
+    for key, value in state_dict.items():
+        if key.startswith('backbone.'):
+            backbone[key[len('backbone.'):]] = value
+        elif key.startswith('head.fc.'):
+            head['head.' + key[len('head.fc.'):]] = value
+        else:
+            raise ValueError(f'{key!r} has no place in the authors\' EMO '
+                             'classifier (expected backbone.* or head.fc.*)')
+    out = ours_to_authors(backbone)
+    out.update(head)
+    return out

@@ -1,0 +1,6 @@
+# EMO-5M on ImageNet-1K (78.4 top-1 in the paper): the EMO-1M recipe.
+_base_ = './emo_1m_in1k.py'
+
+model = dict(
+    backbone=dict(arch='5m', drop_path_rate=0.05),
+    head=dict(in_channels=288))
