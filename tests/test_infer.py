@@ -104,8 +104,8 @@ def test_segmentation(infer, images, tmp_path):
 
 
 def test_unsupported_scope(infer):
-    cfg = Config(dict(default_scope='mmpretrain', model=dict(type='X')))
-    with pytest.raises(infer.UsageError, match='mmpretrain'):
+    cfg = Config(dict(default_scope='mmocr', model=dict(type='X')))
+    with pytest.raises(infer.UsageError, match='mmocr'):
         infer.build_inferencer(cfg, None, 'cpu')
 
 
