@@ -42,10 +42,15 @@ def build_from_fixture(fixture, tmp_path, **kwargs):
     return model.eval()
 
 
-@pytest.mark.parametrize('fused_attn', [True, False])
-def test_parity_with_authors_model(authors_fixture, tmp_path, fused_attn):
+@pytest.mark.parametrize('fused_attn,channels_last', [(True, False),
+                                                     (False, False),
+                                                     (True, True)])
+def test_parity_with_authors_model(authors_fixture, tmp_path, fused_attn,
+                                   channels_last):
+    """Every fast path on (fused attention, channels-last) and off."""
     model = build_from_fixture(authors_fixture, tmp_path,
-                               fused_attn=fused_attn)
+                               fused_attn=fused_attn,
+                               channels_last=channels_last)
     with torch.no_grad():
         outs = model(authors_fixture['input'])
     expected = authors_fixture['stage_outputs']
@@ -245,8 +250,40 @@ def test_window_partition_is_strided_grid():
     windows = attn._to_windows(x, 2, 2)[0]  # (4, 1, 49, 4)
     first = windows[0, 0, :, 0].view(7, 7)
     torch.testing.assert_close(first, x[0, 0, ::2, ::2])
-    back = attn._from_windows(windows, 1, 2, 2)
+    back = attn._from_windows(windows, 1, 2, 2, channels_last=False)
     torch.testing.assert_close(back, x)
+    # The channels-last input takes the NHWC route to the same windows.
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(attn._to_windows(x_cl, 2, 2)[0], windows)
+    back = attn._from_windows(windows, 1, 2, 2, channels_last=True)
+    assert back.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(back, x)
+
+
+@pytest.mark.parametrize('size', [(97, 131), (1, 1), (64, 40)])
+def test_channels_last_matches_default(size):
+    """Same outputs and gradients, channels-last outputs, odd sizes.
+
+    In eval mode: with batch statistics the stem conv's bias has a gradient
+    of exactly zero in theory, so both paths return rounding noise there.
+    """
+    torch.manual_seed(0)
+    plain = EMO(arch='1m', out_indices=(0, 1, 2, 3, 4)).eval()
+    fast = EMO(arch='1m', out_indices=(0, 1, 2, 3, 4), channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    fast.eval()
+    x = torch.randn(2, 3, *size)
+    outs, fast_outs = plain(x), fast(x)
+    for out, fast_out in zip(outs, fast_outs):
+        assert fast_out.shape == out.shape
+        assert fast_out.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(fast_out, out, atol=1e-5, rtol=1e-4)
+    sum(o.sum() for o in outs).backward()
+    sum(o.sum() for o in fast_outs).backward()
+    for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
+        scale = p.grad.abs().max().item()
+        diff = (q.grad - p.grad).abs().max().item()
+        assert diff <= 1e-5 * max(scale, 1.0), (name, diff, scale)
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'mmpretrain'])

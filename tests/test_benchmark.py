@@ -1,0 +1,37 @@
+"""tools/analysis/benchmark.py prints its table (timings are not asserted:
+speed targets live in the tool's output, not in tests)."""
+import os.path as osp
+import subprocess
+import sys
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOL = osp.join(REPO, 'tools', 'analysis', 'benchmark.py')
+
+
+def run(*args):
+    proc = subprocess.run([sys.executable, TOOL, *args], cwd=REPO,
+                          text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return proc.stdout
+
+
+def test_inference_table():
+    out = run('--pairs', '1m', '--sizes', '64', '--batches', '1', '2',
+              '--repeat', '2', '--warmup', '1', '--threads', '1',
+              '--channels-last')
+    assert '1 threads' in out and 'channels_last True' in out
+    rows = [line for line in out.splitlines()
+            if line.startswith(('EMO-1M', 'EdgeNeXt-xxsmall'))]
+    assert len(rows) == 4  # two batch sizes x the pair
+    assert '2x3x64x64' in rows[2]
+    assert rows[1].rstrip().endswith('x')  # EMO/EdgeNeXt ratio
+
+
+def test_train_table_reports_peak_memory():
+    out = run('--pairs', '1m', '--sizes', '64', '--batches', '2', '--train',
+              '--repeat', '2', '--warmup', '1', '--threads', '1')
+    assert 'peak MB' in out
+    emo_row = [line for line in out.splitlines()
+               if line.startswith('EMO-1M')][0]
+    assert float(emo_row.split()[-1]) > 100  # a process holds > 100 MB
