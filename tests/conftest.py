@@ -1,5 +1,7 @@
 import os
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -37,3 +39,13 @@ def authors_fixture(request):
 def _torch_threads():
     torch.manual_seed(0)
     yield
+
+
+def run_python(*args, check=True):
+    """Run ``python ARGS`` in the repository root, stdout and stderr merged;
+    with ``check``, a non-zero exit fails the test with the output's end."""
+    proc = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if check and proc.returncode:
+        raise AssertionError(f'{args} failed:\n{proc.stdout[-4000:]}')
+    return proc

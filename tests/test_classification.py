@@ -4,8 +4,6 @@ trains a step, and the demo runs through the tools."""
 import copy
 import glob
 import os.path as osp
-import subprocess
-import sys
 from collections import OrderedDict
 
 import pytest
@@ -16,6 +14,7 @@ from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS
 
 from conftest import _fixtures_missing
+from conftest import run_python as run
 from emo_mm.datasets import make_shapes_imagenet
 from emo_mm.models.checkpoint import (authors_to_classifier,
                                       classifier_to_authors)
@@ -33,13 +32,6 @@ CONFIG_PARAMS = {
     'emo_6m_in1k.py': 6_168_496,
 }
 
-
-def run(*args, check=True):
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if check and proc.returncode:
-        raise AssertionError(f'{args} failed:\n{proc.stdout[-4000:]}')
-    return proc
 
 
 @pytest.fixture(scope='module')

@@ -3,8 +3,6 @@ ADE20K-format set: tools/train.py (checkpoint, mIoU, resume), tools/test.py,
 the stock mmseg tools, and the data set generator."""
 import glob
 import os.path as osp
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -14,16 +12,11 @@ from mmengine.config import Config
 from emo_mm.datasets import make_scenes_ade20k
 from emo_mm.datasets.synthetic_ade20k import CLASS_IDS, ade20k_metainfo
 
+from conftest import run_python as run
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(REPO, 'configs/demo/deeplabv3_emo_1m_scenes.py')
 
-
-def run(*args, check=True):
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if check and proc.returncode:
-        raise AssertionError(f'{args} failed:\n{proc.stdout[-4000:]}')
-    return proc
 
 
 @pytest.fixture(scope='module')

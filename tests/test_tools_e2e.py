@@ -2,23 +2,16 @@
 plus the stock mmdet tools on the same config."""
 import glob
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
 from emo_mm.datasets import make_shapes_coco
 
+from conftest import run_python as run
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(REPO, 'configs/demo/ssdlite_emo_1m_shapes.py')
 
-
-def run(*args, check=True):
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if check and proc.returncode:
-        raise AssertionError(f'{args} failed:\n{proc.stdout[-4000:]}')
-    return proc
 
 
 @pytest.fixture(scope='module')

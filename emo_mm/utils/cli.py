@@ -197,3 +197,53 @@ def sync_bn_to_bn(cfg) -> None:
     elif isinstance(cfg, (list, tuple)):
         for item in cfg:
             sync_bn_to_bn(item)
+
+
+def demo_data_main(argv, description: str, make, counts: dict,
+                   report=None) -> int:
+    """The command line shared by the ``tools/misc/make_demo_*.py`` scripts.
+
+    Parses ``ROOT [--<count> N ...] [--seed S] [--force]``, refuses a ROOT
+    holding files unless ``--force``, calls ``make(root, seed=S, **counts)``
+    and prints what it wrote, then ``report(args, result)`` if given.
+
+    Args:
+        argv (list[str] | None): Arguments; None reads ``sys.argv``.
+        description (str): The parser's description.
+        make (callable): The data set generator.
+        counts (dict): ``make``'s size arguments and their defaults, e.g.
+            ``dict(num_train=400)`` (option ``--num-train``).
+        report (callable, optional): Prints a summary of ``make``'s result.
+
+    Returns:
+        int: The exit code (1 when ROOT is refused).
+    """
+    import argparse
+    import sys
+    import time
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('root', help='output folder')
+    for name, default in counts.items():
+        parser.add_argument(
+            '--' + name.replace('_', '-'), type=int, default=default)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--force',
+        action='store_true',
+        help='write into ROOT even if it already holds files (files of the '
+        'same names are overwritten, others are kept)')
+    args = parser.parse_args(argv)
+    try:
+        check_output_folder(args.root, args.force)
+    except ToolError as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    start = time.perf_counter()
+    result = make(
+        args.root, seed=args.seed, **{name: getattr(args, name)
+                                      for name in counts})
+    print(f'wrote {args.root} in {time.perf_counter() - start:.1f} s '
+          f'(seed {args.seed})')
+    if report is not None:
+        report(args, result)
+    return 0
