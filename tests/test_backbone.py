@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -6,6 +7,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import emo_mm  # noqa: F401  (registers EMO)
 from emo_mm.models import EMO, WindowAttention
+from emo_mm.models.backbones.emo import iRMB
 from emo_mm.models.checkpoint import authors_to_ours, ours_to_authors
 
 # Backbone parameters of the authors' models (classifier norm and head
@@ -42,15 +44,19 @@ def build_from_fixture(fixture, tmp_path, **kwargs):
     return model.eval()
 
 
-@pytest.mark.parametrize('fused_attn,channels_last', [(True, False),
-                                                     (False, False),
-                                                     (True, True)])
+@pytest.mark.parametrize('fused_attn,channels_last,deploy',
+                         [(True, False, False), (False, False, False),
+                          (True, True, False), (True, True, True)])
 def test_parity_with_authors_model(authors_fixture, tmp_path, fused_attn,
-                                   channels_last):
-    """Every fast path on (fused attention, channels-last) and off."""
+                                   channels_last, deploy):
+    """Every fast path on (fused attention, channels-last, BN folding) and
+    off."""
     model = build_from_fixture(authors_fixture, tmp_path,
                                fused_attn=fused_attn,
                                channels_last=channels_last)
+    if deploy:
+        model.switch_to_deploy()
+        assert not any(isinstance(m, _BatchNorm) for m in model.modules())
     with torch.no_grad():
         outs = model(authors_fixture['input'])
     expected = authors_fixture['stage_outputs']
@@ -284,6 +290,37 @@ def test_channels_last_matches_default(size):
         scale = p.grad.abs().max().item()
         diff = (q.grad - p.grad).abs().max().item()
         assert diff <= 1e-5 * max(scale, 1.0), (name, diff, scale)
+
+
+@pytest.mark.parametrize('arch', ['1m', '5m'])
+def test_switch_to_deploy_keeps_outputs(arch):
+    """BN folding with non-trivial statistics, at a size that pads windows;
+    it removes every BatchNorm and runs twice harmlessly."""
+    torch.manual_seed(0)
+    model = EMO(arch=arch, out_indices=(0, 1, 2, 3, 4)).eval()
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    deployed = copy.deepcopy(model)
+    deployed.switch_to_deploy()
+    deployed.switch_to_deploy()
+    assert deployed.deploy and not model.deploy
+    assert not any(isinstance(m, _BatchNorm) for m in deployed.modules())
+    x = torch.randn(2, 3, 97, 131)
+    with torch.no_grad():
+        for out, fast in zip(model(x), deployed(x)):
+            assert fast.shape == out.shape
+            torch.testing.assert_close(fast, out, atol=1e-5, rtol=1e-4)
+
+
+def test_fold_needs_running_statistics():
+    block = iRMB(8, 8, exp_ratio=2, norm_cfg=dict(type='BN'),
+                 bn_cfg=dict(type='BN', track_running_stats=False))
+    with pytest.raises(ValueError, match='track_running_stats=False'):
+        block.switch_to_deploy()
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'mmpretrain'])

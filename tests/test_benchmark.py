@@ -35,3 +35,15 @@ def test_train_table_reports_peak_memory():
     emo_row = [line for line in out.splitlines()
                if line.startswith('EMO-1M')][0]
     assert float(emo_row.split()[-1]) > 100  # a process holds > 100 MB
+
+
+def test_deploy_flag():
+    out = run('--pairs', '1m', '--sizes', '64', '--batches', '1',
+              '--repeat', '2', '--warmup', '1', '--threads', '1', '--deploy')
+    assert 'deploy True' in out
+    assert len([line for line in out.splitlines()
+                if line.startswith(('EMO-1M', 'EdgeNeXt'))]) == 2
+    proc = subprocess.run([sys.executable, TOOL, '--deploy', '--train'],
+                          cwd=REPO, text=True, capture_output=True)
+    assert proc.returncode == 2
+    assert 'cannot be combined with --train' in proc.stderr

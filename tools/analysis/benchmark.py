@@ -2,6 +2,7 @@
 
     python tools/analysis/benchmark.py                      # the default table
     python tools/analysis/benchmark.py --pairs 5m --sizes 224 --batches 1 16
+    python tools/analysis/benchmark.py --channels-last --deploy
     python tools/analysis/benchmark.py --train --sizes 320 --batches 16
     python tools/analysis/benchmark.py --config configs/ssdlite/emo_1m_coco.py
 
@@ -18,7 +19,9 @@ follow the downstream configs: 7 at 224; at 320 (SSDLite) 7/7/10; at 512
 memory: on CUDA the allocator's peak, on the CPU the peak resident memory
 (VmHWM, Linux) of a child process that imports the libraries and runs only
 that model's two steps, so about 0.5 GB of it is Python, torch and mmcv.
-``--config`` times a whole emo_mm config's model in tensor mode instead.
+``--deploy`` first folds the BatchNorms into the convolutions
+(``EMO.switch_to_deploy``; EdgeNeXt has none to fold). ``--config`` times a
+whole emo_mm config's model in tensor mode instead.
 """
 import argparse
 import multiprocessing as mp
@@ -51,10 +54,17 @@ def parse_args(argv=None):
                         help='autocast dtype (fp32: none)')
     parser.add_argument('--channels-last', action='store_true',
                         help='channels-last memory format for model and input')
+    parser.add_argument('--deploy', action='store_true',
+                        help='fold BatchNorms into convolutions first '
+                        '(switch_to_deploy; inference only)')
     parser.add_argument('--train', action='store_true',
                         help='time forward + backward + step; report memory')
     parser.add_argument('--config', help='time this config\'s model instead')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.deploy and args.train:
+        parser.error('--deploy folds BatchNorms for inference; it cannot be '
+                     'combined with --train')
+    return args
 
 
 def build_pair(arch, size):
@@ -75,6 +85,11 @@ def prepare(model, args):
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train(args.train)  # some mmpretrain train() overrides return None
+    if args.deploy:
+        # Every module that can fold itself (EMO; mmpretrain's RepVGG...).
+        for module in [m for m in model.modules()
+                       if hasattr(m, 'switch_to_deploy')]:
+            module.switch_to_deploy()
     return model
 
 
@@ -176,7 +191,8 @@ def peak_memory_mb(name, arch, size, batch, args):
 def benchmark_pairs(args):
     mode = 'train step (fwd+bwd+SGD)' if args.train else 'inference'
     print(f'{mode}; device {args.device}, {args.threads} threads, dtype '
-          f'{args.dtype}, channels_last {args.channels_last}; median of '
+          f'{args.dtype}, channels_last {args.channels_last}, deploy '
+          f'{args.deploy}; median of '
           f'{args.repeat} runs after {args.warmup} warm-up runs; torch '
           f'{torch.__version__}')
     header = (f'{"model":<22}{"input":>13}{"ms (median)":>13}{"25-75%":>16}'
@@ -211,7 +227,8 @@ def benchmark_config(args):
     (h, w), source = input_shape(cfg)
     model = prepare(TensorMode(build_model(cfg)), args)
     print(f'{args.config}: input from {source}; device {args.device}, '
-          f'{args.threads} threads, dtype {args.dtype}')
+          f'{args.threads} threads, dtype {args.dtype}, channels_last '
+          f'{args.channels_last}, deploy {args.deploy}')
     for batch in args.batches:
         x = torch.randn(batch, 3, h, w, device=args.device)
         if args.channels_last:

@@ -26,6 +26,32 @@ def _is_channels_last(x: torch.Tensor) -> bool:
             and not x.is_contiguous())
 
 
+def _bn_affine(bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)`` with ``bn(x) == x * scale + shift`` in eval mode."""
+    if bn.running_var is None:
+        raise ValueError('cannot fold a BatchNorm without running statistics '
+                         '(track_running_stats=False)')
+    scale = bn.running_var.add(bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale, shift
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
+    """One convolution (with bias) computing ``bn(conv(x))`` in eval mode."""
+    scale, shift = _bn_affine(bn)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                      conv.stride, conv.padding, conv.dilation, conv.groups,
+                      bias=True).to(conv.weight)
+    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else 0
+    fused.bias.copy_(bias * scale + shift)
+    return fused
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channel dimension of an NCHW tensor."""
 
@@ -230,6 +256,28 @@ class iRMB(nn.Module):
         self.drop_path = (DropPath(drop_path_rate)
                           if drop_path_rate > 0 else nn.Identity())
 
+    @torch.no_grad()
+    def switch_to_deploy(self):
+        """Fold the BatchNorms into convolutions, for inference.
+
+        The depthwise conv's BN folds into its weights; a BatchNorm pre-norm
+        folds into the 1x1 expansion when no attention sits between them
+        (exact: a 1x1 conv has no zero padding for the shift to miss).
+        """
+        conv_local = self.conv_local
+        if isinstance(conv_local, ConvModule) and conv_local.with_norm:
+            self.conv_local = nn.Sequential(
+                fuse_conv_bn(conv_local.conv, conv_local.norm),
+                conv_local.activate)
+        if (isinstance(self.norm, _BatchNorm) and self.attn is None
+                and isinstance(self.v, ConvModule)):
+            conv = self.v.conv
+            scale, shift = _bn_affine(self.norm)
+            # conv(x * s + t) = (W * s) x + (b + W t) for a 1x1 conv W.
+            conv.bias.add_(conv.weight.flatten(1) @ shift)
+            conv.weight.mul_(scale.view(1, -1, 1, 1))
+            self.norm = nn.Identity()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.norm(x)
@@ -370,6 +418,7 @@ class EMO(BaseModule):
                              '[0, 1)')
         self.frozen_stages = frozen_stages
         self.channels_last = channels_last
+        self.deploy = False
         self.norm_eval = norm_eval
         self.final_norm = final_norm
         self.bn_cfg = {'eps': NORM_EPS, **norm_cfg}
@@ -538,6 +587,25 @@ class EMO(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
+
+    @torch.no_grad()
+    def switch_to_deploy(self):
+        """Fold every BatchNorm into the convolution next to it.
+
+        For inference only (call it after loading weights, in eval mode):
+        the BNs' running statistics become conv weights and biases, so the
+        outputs stay the same up to float rounding (tested against the
+        authors' outputs) while 2-3 memory-bound passes per block go away.
+        The module layout changes, so save checkpoints before, not after.
+        """
+        stem_conv = self.stages[0][0]
+        if isinstance(stem_conv, ConvModule):
+            self.stages[0][0] = fuse_conv_bn(stem_conv.conv, stem_conv.norm)
+        for stage in self.stages:
+            for block in stage:
+                if isinstance(block, iRMB):
+                    block.switch_to_deploy()
+        self.deploy = True
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if self.channels_last:
