@@ -11,11 +11,18 @@ def read_version():
 
 
 def read_requirements(name):
-    """Requirement lines of requirements/<name>.txt, comments dropped."""
+    """Requirement lines of requirements/<name>.txt, comments dropped and
+    ``-r other.txt`` includes followed."""
     path = osp.join(osp.dirname(__file__), 'requirements', name + '.txt')
     with open(path) as f:
-        lines = (line.split('#')[0].strip() for line in f)
-        return [line for line in lines if line]
+        lines = [line.split('#')[0].strip() for line in f]
+    found = []
+    for line in filter(None, lines):
+        if line.startswith('-r '):
+            found += read_requirements(osp.splitext(line[3:].strip())[0])
+        else:
+            found.append(line)
+    return found
 
 
 setup(
@@ -28,7 +35,10 @@ setup(
     packages=find_packages(include=['emo_mm', 'emo_mm.*']),
     python_requires='>=3.8',
     install_requires=read_requirements('runtime'),
-    extras_require={'tests': read_requirements('tests')},
+    extras_require={
+        'tests': read_requirements('tests'),
+        'export': read_requirements('export'),
+    },
     license='Apache License 2.0',
     zip_safe=False,
 )

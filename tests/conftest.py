@@ -49,3 +49,20 @@ def run_python(*args, check=True):
     if check and proc.returncode:
         raise AssertionError(f'{args} failed:\n{proc.stdout[-4000:]}')
     return proc
+
+
+@pytest.fixture(scope='session')
+def tiny_shapes(tmp_path_factory):
+    """The classification demo's data, 6 training images per class (48)."""
+    from emo_mm.datasets import make_shapes_imagenet
+    root = tmp_path_factory.mktemp('shapes')
+    make_shapes_imagenet(str(root), num_train_per_class=6,
+                         num_val_per_class=1)
+    return str(root)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]

@@ -47,3 +47,15 @@ def test_deploy_flag():
                           cwd=REPO, text=True, capture_output=True)
     assert proc.returncode == 2
     assert 'cannot be combined with --train' in proc.stderr
+
+
+def test_onnxruntime_rows():
+    out = run('--pairs', '1m', '--sizes', '64', '--batches', '2',
+              '--repeat', '2', '--warmup', '1', '--threads', '1',
+              '--onnxruntime')
+    rows = [line for line in out.splitlines() if '[ORT]' in line]
+    assert [row.split()[0] for row in rows] == ['EMO-1M', 'EdgeNeXt-xxsmall']
+    assert rows[1].rstrip().endswith('x')  # EMO ORT / EdgeNeXt ORT
+    proc = subprocess.run([sys.executable, TOOL, '--onnxruntime', '--train'],
+                          cwd=REPO, text=True, capture_output=True)
+    assert proc.returncode == 2 and 'CPU only' in proc.stderr

@@ -11,8 +11,6 @@ import os.path as osp
 import sys
 
 from mmengine.config import DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from emo_mm.utils import cli
 
@@ -64,7 +62,7 @@ def main():
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise cli.ToolError(f'checkpoint {args.checkpoint} does not exist')
     cli.check_data_root(cfg, 'test_dataloader')
-    cfg.launcher = args.launcher
+    cli.setup_launcher(cfg, args.launcher)
     cfg.work_dir = (args.work_dir or cfg.get('work_dir')
                     or cli.default_work_dir(args.config))
     cfg.load_from = args.checkpoint
@@ -74,8 +72,7 @@ def main():
     if args.tta:
         cli.enable_tta(cfg)
 
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = cli.build_runner(cfg)
     if args.out:
         add_dump_metric(runner, cfg.default_scope, args.out)
     runner.test()

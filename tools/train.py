@@ -10,8 +10,6 @@ import os.path as osp
 import sys
 
 from mmengine.config import DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from emo_mm.utils import cli
 
@@ -53,7 +51,7 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = cli.load_config(args.config, args.cfg_options)
-    cfg.launcher = args.launcher
+    cli.setup_launcher(cfg, args.launcher)
     cfg.work_dir = (args.work_dir or cfg.get('work_dir')
                     or cli.default_work_dir(args.config))
     if args.resume and args.resume != 'auto' and not osp.isfile(args.resume):
@@ -70,8 +68,7 @@ def main():
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
 
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = cli.build_runner(cfg)
     runner.train()
 
 

@@ -73,3 +73,5 @@ default_hooks = dict(
     checkpoint=dict(interval=200, max_keep_ckpts=2),
     logger=dict(interval=20))
 auto_scale_lr = dict(base_batch_size=8)
+# The random generators' states in checkpoints: --resume repeats the run.
+custom_hooks = [dict(type='RandomStateHook')]

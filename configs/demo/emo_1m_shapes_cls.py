@@ -63,7 +63,9 @@ train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 custom_hooks = [
     dict(type='AuthorsCheckpointHook'),
     dict(type='EMAHook', momentum=0.02, evaluate_on_ema=True,
-         evaluate_on_origin=True, priority='ABOVE_NORMAL')
+         evaluate_on_origin=True, priority='ABOVE_NORMAL'),
+    # Random generators' states in checkpoints: --resume repeats the run.
+    dict(type='RandomStateHook'),
 ]
 default_hooks = dict(
     checkpoint=dict(interval=8, max_keep_ckpts=2),

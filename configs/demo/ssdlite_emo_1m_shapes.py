@@ -94,3 +94,10 @@ default_hooks = dict(
     logger=dict(interval=50))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(base_batch_size=8)
+# mmdet's two hooks, and the random generators' states in checkpoints, so
+# that --resume repeats the run.
+custom_hooks = [
+    dict(type='NumClassCheckHook'),
+    dict(type='CheckInvalidLossHook', interval=50, priority='VERY_LOW'),
+    dict(type='RandomStateHook'),
+]

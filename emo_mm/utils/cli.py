@@ -9,6 +9,9 @@ import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config, ConfigDict
+from mmengine.dist import master_only
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
 
@@ -41,6 +44,128 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         raise ToolError(f'config {path} has default_scope={scope!r}; '
                         f'allowed: {list(SCOPES)}')
     return cfg
+
+
+class ToolRunner(Runner):
+    """mmengine's Runner with the tools' two safeguards.
+
+    * A resumed run writes its config dump beside its own log
+      (``work_dir/<timestamp>/``) when ``work_dir`` already holds the first
+      run's dump, instead of overwriting it.
+    * A data set that cannot be built, or that is built but cannot be
+      loaded (empty; images or segmentation maps missing or not label maps)
+      stops the run with a :class:`ToolError` naming the data set and files,
+      not a traceback from a data loader worker.
+    """
+
+    @master_only
+    def dump_config(self) -> None:
+        name = (osp.basename(self.cfg.filename) if self.cfg.filename else
+                f'{self.timestamp}.py')
+        path = osp.join(self.work_dir, name)
+        if osp.exists(path):
+            os.makedirs(self.log_dir, exist_ok=True)
+            path = osp.join(self.log_dir, name)
+        self.cfg.dump(path)
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        where = _describe_dataset(dataloader)
+        try:
+            loader = Runner.build_dataloader(
+                dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+        except (OSError, ValueError, KeyError, TypeError, IndexError,
+                AssertionError) as err:
+            if _builds_empty(dataloader):  # samplers fail on empty sets
+                raise ToolError(_empty_message(where)) from err
+            raise ToolError(f'cannot read the data set {where}: '
+                            f'{type(err).__name__}: {err}') from err
+        check_dataset(loader.dataset, where)
+        return loader
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The config's runner: :class:`ToolRunner`, or its own ``runner_type``."""
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return ToolRunner.from_cfg(cfg)
+
+
+def _builds_empty(dataloader) -> bool:
+    """Whether the loader's data set builds, with no samples."""
+    import copy
+
+    from mmengine.registry import DATASETS
+    if not isinstance(dataloader, dict) or not isinstance(
+            dataloader.get('dataset'), dict):
+        return False
+    dataset = copy.deepcopy(dataloader['dataset'])
+    inner = dataset
+    while isinstance(inner.get('dataset'), dict):
+        inner = inner['dataset']
+    # mmengine's serialisation is what fails (np.concatenate of nothing).
+    inner['serialize_data'] = False
+    try:
+        return len(DATASETS.build(dataset)) == 0
+    except Exception:  # it does not build: report the original error
+        return False
+
+
+def _empty_message(where: str) -> str:
+    return (f'the data set {where} is empty: check data_root and that the '
+            'annotations are in the expected format (COCO: a JSON object '
+            'with "images", "annotations" and "categories"; ADE20K: '
+            'images/<split>/*.jpg with annotations/<split>/*.png)')
+
+
+def _describe_dataset(dataloader) -> str:
+    if not isinstance(dataloader, dict):
+        return type(dataloader.dataset).__name__
+    dataset = dataloader.get('dataset', {})
+    while isinstance(dataset, dict) and 'dataset' in dataset:
+        dataset = dataset['dataset']
+    if not isinstance(dataset, dict):
+        return repr(dataset)
+    parts = [f'{key} {dataset[key]!r}'
+             for key in ('data_root', 'ann_file', 'data_prefix')
+             if dataset.get(key)]
+    return f'{dataset.get("type", "?")} ({", ".join(parts)})'
+
+
+def check_dataset(dataset, where: str, samples: int = 3) -> None:
+    """The first samples' files exist and segmentation maps are label maps.
+
+    Raises:
+        ToolError: the data set is empty, an image or segmentation map of
+            the first ``samples`` is missing, or a segmentation map has
+            colour channels (ADE20K's hold one class index per pixel).
+    """
+    if len(dataset) == 0:
+        raise ToolError(_empty_message(where))
+    if not hasattr(dataset, 'get_data_info'):
+        return
+    from PIL import Image
+    for index in range(min(samples, len(dataset))):
+        info = dataset.get_data_info(index)
+        for key in ('img_path', 'seg_map_path'):
+            path = info.get(key)
+            if isinstance(path, str) and '://' not in path and \
+                    not osp.isfile(path):
+                raise ToolError(f'{key} {path} of sample {index} of {where} '
+                                'does not exist')
+        seg_map = info.get('seg_map_path')
+        if isinstance(seg_map, str) and osp.isfile(seg_map):
+            try:
+                with Image.open(seg_map) as image:
+                    mode = image.mode
+            except OSError as err:
+                raise ToolError(f'segmentation map {seg_map} of {where} is '
+                                f'not an image: {err}') from err
+            if mode not in ('L', 'P', 'I', 'I;16'):
+                raise ToolError(
+                    f'segmentation map {seg_map} of {where} has mode {mode};'
+                    ' ADE20K-format maps are single-channel PNGs of class '
+                    'indices (0 = ignore), not colour pictures')
 
 
 def _replace_root(node, old: str, new: str):
@@ -156,6 +281,27 @@ def enable_tta(cfg: Config) -> None:
     while 'dataset' in dataset:
         dataset = dataset['dataset']
     dataset.pipeline = cfg.tta_pipeline
+
+
+def setup_launcher(cfg: Config, launcher: str) -> None:
+    """Set ``cfg.launcher``; on a machine without GPUs, make ``pytorch``
+    (torchrun) work with gloo: start the process group here, because
+    mmengine's ``init_dist`` would call ``torch.cuda.set_device``, and use
+    the CPU DDP wrapper (SyncBN layers synchronise over gloo)."""
+    import torch
+    cfg.launcher = launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise ToolError(f'--launcher {launcher} needs GPUs; on CPUs start '
+                        'the processes with torchrun (tools/dist_train.sh) '
+                        'and --launcher pytorch')
+    from emo_mm.engine import init_cpu_process_group, use_cpu_ddp
+    try:
+        init_cpu_process_group()
+        use_cpu_ddp(cfg)
+    except RuntimeError as err:
+        raise ToolError(str(err)) from err
 
 
 def set_local_rank(local_rank: int) -> None:

@@ -3,6 +3,7 @@
     python tools/analysis/benchmark.py                      # the default table
     python tools/analysis/benchmark.py --pairs 5m --sizes 224 --batches 1 16
     python tools/analysis/benchmark.py --channels-last --deploy
+    python tools/analysis/benchmark.py --onnxruntime --sizes 224
     python tools/analysis/benchmark.py --train --sizes 320 --batches 16
     python tools/analysis/benchmark.py --config configs/ssdlite/emo_1m_coco.py
 
@@ -20,7 +21,10 @@ memory: on CUDA the allocator's peak, on the CPU the peak resident memory
 (VmHWM, Linux) of a child process that imports the libraries and runs only
 that model's two steps, so about 0.5 GB of it is Python, torch and mmcv.
 ``--deploy`` first folds the BatchNorms into the convolutions
-(``EMO.switch_to_deploy``; EdgeNeXt has none to fold). ``--config`` times a
+(``EMO.switch_to_deploy``; EdgeNeXt has none to fold). ``--onnxruntime``
+adds rows for both models exported to ONNX
+(``tools/deployment/export_onnx.py``) and run by ONNX Runtime on the CPU with
+the same thread count. ``--config`` times a
 whole emo_mm config's model in tensor mode instead.
 """
 import argparse
@@ -57,6 +61,9 @@ def parse_args(argv=None):
     parser.add_argument('--deploy', action='store_true',
                         help='fold BatchNorms into convolutions first '
                         '(switch_to_deploy; inference only)')
+    parser.add_argument('--onnxruntime', action='store_true',
+                        help='also time both models exported to ONNX and run '
+                        'by ONNX Runtime (CPU, same threads)')
     parser.add_argument('--train', action='store_true',
                         help='time forward + backward + step; report memory')
     parser.add_argument('--config', help='time this config\'s model instead')
@@ -64,6 +71,10 @@ def parse_args(argv=None):
     if args.deploy and args.train:
         parser.error('--deploy folds BatchNorms for inference; it cannot be '
                      'combined with --train')
+    if args.onnxruntime and (args.train or args.config or args.device != 'cpu'
+                             or args.dtype != 'fp32'):
+        parser.error('--onnxruntime times fp32 inference of the backbone '
+                     'pairs on the CPU only')
     return args
 
 
@@ -157,6 +168,36 @@ def time_runs(runs, args):
     return stats
 
 
+def time_onnxruntime(models, batch, size, args):
+    """Like :func:`time_models`, for the models exported to ONNX (fixed
+    input shape) and run by ONNX Runtime's CPU provider."""
+    import tempfile
+
+    import onnxruntime as ort
+    sys.path.insert(0, os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        'deployment'))
+    from export_onnx import export
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    # Idle sessions must not spin: the two sessions alternate runs, and a
+    # spinning pool would take the cores from the other one.
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    x = torch.randn(batch, 3, size, size).numpy()
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model in models:
+            path = os.path.join(tmp, 'model.onnx')
+            export(prepare(model, args), (size, size), ['features'], path,
+                   opset=17)
+            session = ort.InferenceSession(
+                path, options, providers=['CPUExecutionProvider'])
+            runs[f'{name} [ORT]'] = (
+                lambda s=session: s.run(None, {'input': x}))
+    return time_runs(runs, args)
+
+
 def _peak_child(arch_name, arch, size, batch, args, queue):
     torch.set_num_threads(args.threads)
     model = dict(build_pair(arch, size))[arch_name]
@@ -195,7 +236,7 @@ def benchmark_pairs(args):
           f'{args.deploy}; median of '
           f'{args.repeat} runs after {args.warmup} warm-up runs; torch '
           f'{torch.__version__}')
-    header = (f'{"model":<22}{"input":>13}{"ms (median)":>13}{"25-75%":>16}'
+    header = (f'{"model":<28}{"input":>13}{"ms (median)":>13}{"25-75%":>16}'
               f'{"img/s":>9}{"EMO/EdgeNeXt":>14}')
     if args.train:
         header += f'{"peak MB":>10}'
@@ -206,17 +247,28 @@ def benchmark_pairs(args):
             for arch in args.pairs:
                 models = build_pair(arch, size)
                 stats = time_models(models, batch, size, args)
-                emo_ms = stats[models[0][0]][0]
-                for index, (name, _) in enumerate(models):
-                    median, q1, q3 = stats[name]
-                    ratio = f'{emo_ms / median:.2f}x' if index else ''
-                    line = (f'{name:<22}{f"{batch}x3x{size}x{size}":>13}'
-                            f'{median:>13.1f}{f"{q1:.1f}-{q3:.1f}":>16}'
-                            f'{batch / median * 1e3:>9.1f}{ratio:>14}')
-                    if args.train:
-                        peak = peak_memory_mb(name, arch, size, batch, args)
-                        line += f'{peak:>10.0f}'
-                    print(line, flush=True)
+                names = [name for name, _ in models]
+                rows = [names]
+                if args.onnxruntime:
+                    stats.update(time_onnxruntime(models, batch, size, args))
+                    rows.append([f'{name} [ORT]' for name in names])
+                for row in rows:
+                    print_pair(row, stats, batch, size, arch, args)
+
+
+def print_pair(names, stats, batch, size, arch, args):
+    """Rows of one EMO/EdgeNeXt pair, the ratio on the EdgeNeXt row."""
+    emo_ms = stats[names[0]][0]
+    for index, name in enumerate(names):
+        median, q1, q3 = stats[name]
+        ratio = f'{emo_ms / median:.2f}x' if index else ''
+        line = (f'{name:<28}{f"{batch}x3x{size}x{size}":>13}'
+                f'{median:>13.1f}{f"{q1:.1f}-{q3:.1f}":>16}'
+                f'{batch / median * 1e3:>9.1f}{ratio:>14}')
+        if args.train:
+            peak = peak_memory_mb(name, arch, size, batch, args)
+            line += f'{peak:>10.0f}'
+        print(line, flush=True)
 
 
 def benchmark_config(args):

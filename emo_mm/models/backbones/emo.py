@@ -159,13 +159,17 @@ class WindowAttention(nn.Module):
         B, C, H, W = x.shape
         ws = self.window_size
         pad_h, pad_w = -H % ws, -W % ws
-        if pad_h or pad_w:
+        # While tracing (ONNX export) sizes are tensors and a Python ``if``
+        # would freeze the branch taken at the traced size: always pad then
+        # (a zero pad is a no-op), so the graph serves every input size.
+        tracing = torch.jit.is_tracing()
+        if tracing or pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         num_h, num_w = (H + pad_h) // ws, (W + pad_w) // ws
 
         # qk is pointwise, so it can run before the partition (padded tokens
         # get the bias, exactly as when it runs on each padded window).
-        q, k = self._to_windows(self.qk(x), num_h, num_w)
+        q, k = self._to_windows(self.qk(x), num_h, num_w).unbind(0)
         v = self._to_windows(x, num_h, num_w)[0]  # (b, heads, N, dim)
         if self.fused_attn:
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
@@ -173,7 +177,7 @@ class WindowAttention(nn.Module):
             attn = (q @ k.transpose(-2, -1)) * self.scale  # (b, heads, N, N)
             out = attn.softmax(dim=-1) @ v
         out = self._from_windows(out, B, num_h, num_w, _is_channels_last(x))
-        if pad_h or pad_w:
+        if tracing or pad_h or pad_w:
             out = out[:, :, :H, :W]
         return out
 

@@ -1,0 +1,133 @@
+"""Distributed training on CPUs (gloo), where PyTorch's DDP recipe assumes GPUs.
+
+Two things stand in the way of ``torchrun ... tools/train.py --launcher
+pytorch`` on a machine without GPUs, and both are handled here:
+
+* mmengine's ``init_dist`` calls ``torch.cuda.set_device`` whatever the
+  backend; :func:`init_cpu_process_group` starts the gloo group itself, so the
+  runner finds one already running and skips ``init_dist``.
+* ``nn.SyncBatchNorm`` refuses CPU tensors and DDP refuses ``device_ids`` for
+  a CPU module; :class:`CPUDistributedDataParallel` swaps every SyncBN for
+  :class:`GlooSyncBatchNorm` and wraps the model without device ids.
+
+On GPUs nothing here is used.
+"""
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
+from torch.distributed.nn.functional import all_reduce
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def init_cpu_process_group(timeout_s: int = 1800) -> None:
+    """Join the gloo process group described by torchrun's environment."""
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+               if k not in os.environ]
+    if missing:
+        raise RuntimeError(f'--launcher pytorch needs {missing} in the '
+                           'environment; start the script through torchrun '
+                           '(tools/dist_train.sh)')
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend='gloo', timeout=timedelta(seconds=timeout_s))
+
+
+class GlooSyncBatchNorm(_BatchNorm):
+    """Synchronized BatchNorm for any device and backend.
+
+    In training, with a process group of more than one process, the batch
+    statistics are the mean and variance over the samples of every process
+    (one all-reduce of per-channel sums); the all-reduce is differentiable,
+    so gradients flow across processes as in ``nn.SyncBatchNorm``. Otherwise
+    it is a plain BatchNorm. Running statistics get the unbiased variance,
+    as in PyTorch.
+    """
+
+    def _check_input_dim(self, input):
+        if input.dim() < 2:
+            raise ValueError(f'expected at least 2D input (got '
+                             f'{input.dim()}D input)')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available()
+                and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        dims = [0] + list(range(2, x.dim()))
+        local_count = torch.tensor([x.numel() / x.size(1)],
+                                   dtype=x.dtype, device=x.device)
+        stats = torch.cat([x.sum(dims), (x * x).sum(dims), local_count])
+        stats = all_reduce(stats)  # sums over processes, with autograd
+        channels = x.size(1)
+        count = stats[-1]
+        mean = stats[:channels] / count
+        var = (stats[channels:2 * channels] / count - mean * mean).clamp_(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = (1.0 / self.num_batches_tracked.item()
+                            if self.momentum is None else self.momentum)
+                unbiased = var * count / (count - 1).clamp(min=1)
+                self.running_mean.lerp_(mean, momentum)
+                self.running_var.lerp_(unbiased, momentum)
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+    @classmethod
+    def convert(cls, module: nn.Module) -> nn.Module:
+        """Replace every ``nn.SyncBatchNorm`` in ``module`` (state kept)."""
+        if isinstance(module, nn.SyncBatchNorm):
+            new = cls(module.num_features, module.eps, module.momentum,
+                      module.affine, module.track_running_stats)
+            new.load_state_dict(module.state_dict())
+            new.train(module.training)
+            new.requires_grad_(any(p.requires_grad
+                                   for p in module.parameters()))
+            return new
+        for name, child in module.named_children():
+            new_child = cls.convert(child)
+            if new_child is not child:
+                setattr(module, name, new_child)
+        return module
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """mmengine's DDP wrapper for CPU processes (gloo).
+
+    The runner passes ``device_ids=[LOCAL_RANK]``, which DDP rejects for a
+    CPU module, so they are dropped; SyncBN layers become
+    :class:`GlooSyncBatchNorm`.
+    """
+
+    def __init__(self, module: nn.Module, device_ids=None, **kwargs):
+        module = GlooSyncBatchNorm.convert(module)
+        kwargs.setdefault('broadcast_buffers', False)
+        super().__init__(module=module, device_ids=None, **kwargs)
+
+
+def use_cpu_ddp(cfg) -> None:
+    """Point a config at the CPU DDP wrapper (keeping its other options)."""
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    if wrapper.get('type', 'MMDistributedDataParallel') not in (
+            'MMDistributedDataParallel', 'CPUDistributedDataParallel'):
+        raise RuntimeError(f'model_wrapper_cfg type {wrapper["type"]} has no '
+                           'CPU variant; run on GPUs or drop it')
+    wrapper['type'] = 'CPUDistributedDataParallel'
+    wrapper.setdefault('find_unused_parameters',
+                       cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = wrapper
+    env_cfg = cfg.setdefault('env_cfg', {})
+    env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+
+
+__all__ = ['CPUDistributedDataParallel', 'GlooSyncBatchNorm',
+           'init_cpu_process_group', 'use_cpu_ddp']

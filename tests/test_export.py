@@ -1,0 +1,78 @@
+"""tools/deployment/export_onnx.py: backbone, SSDLite and DeepLabV3 graphs
+with dynamic batch and size match PyTorch in ONNX Runtime at sizes that are
+not window multiples; bad arguments stop it before anything is written."""
+import os.path as osp
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+
+sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'deployment'))
+import export_onnx  # noqa: E402
+
+
+def _dims(path):
+    session = ort.InferenceSession(str(path),
+                                   providers=['CPUExecutionProvider'])
+    return session, session.get_inputs()[0].shape
+
+
+def test_backbone_graph_serves_any_size(tmp_path, capsys):
+    out = tmp_path / 'emo_1m.onnx'
+    export_onnx.main(['1m', str(out), '--shape', '64', '64', '--window-size',
+                      '7', '7', '5', '4', '--check', '45x77', '100x33'])
+    log = capsys.readouterr().out
+    assert 'matches PyTorch within --atol 0.0001 at 2 sizes' in log
+    session, dims = _dims(out)
+    assert dims == ['batch', 3, 'height', 'width']
+    assert [o.name for o in session.get_outputs()] == [
+        'stride2', 'stride4', 'stride8', 'stride16', 'stride32']
+    # A size and batch the tool did not check: the dynamic dims hold.
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 59, 123)
+    got = session.run(None, {'input': x.numpy()})
+    assert [g.shape[2:] for g in got] == [(30, 62), (15, 31), (8, 16),
+                                         (4, 8), (2, 4)]
+    assert all(np.isfinite(g).all() for g in got)
+
+
+@pytest.mark.parametrize('config,names', [
+    ('configs/ssdlite/emo_1m_coco.py',
+     [f'cls_score_{i}' for i in range(6)] +
+     [f'bbox_pred_{i}' for i in range(6)]),
+    ('configs/deeplabv3/emo_1m_ade20k.py', ['seg_logits']),
+])
+def test_downstream_graphs(tmp_path, capsys, config, names):
+    out = tmp_path / 'model.onnx'
+    export_onnx.main([osp.join(REPO_ROOT, config), str(out), '--shape', '96',
+                      '128', '--check', '81x145', '130x97'])
+    log = capsys.readouterr().out
+    assert 'BGR 0-255, normalised in the graph' in log
+    assert 'at 2 sizes' in log
+    session, dims = _dims(out)
+    assert dims == ['batch', 3, 'height', 'width']
+    assert [o.name for o in session.get_outputs()] == names
+
+
+def test_refusals_write_nothing(tmp_path):
+    existing = tmp_path / 'old.onnx'
+    existing.write_bytes(b'keep me')
+    with pytest.raises(export_onnx.ExportError, match='pass --force'):
+        export_onnx.main(['1m', str(existing)])
+    assert existing.read_bytes() == b'keep me'
+    with pytest.raises(export_onnx.ExportError, match="'3m' is neither"):
+        export_onnx.main(['3m', str(tmp_path / 'a.onnx')])
+    with pytest.raises(export_onnx.ExportError, match='checkpoint /no/w.pth'):
+        export_onnx.main(['1m', str(tmp_path / 'a.onnx'), '--checkpoint',
+                          '/no/w.pth'])
+    with pytest.raises(export_onnx.ExportError, match="'12' is not HxW"):
+        export_onnx.main(['1m', str(tmp_path / 'a.onnx'), '--check', '12'])
+    # A check that fails (no tolerance at all) leaves no file behind.
+    with pytest.raises(export_onnx.ExportError, match='> --atol 0.0'):
+        export_onnx.main(['1m', str(tmp_path / 'a.onnx'), '--shape', '64',
+                          '64', '--check', '45x77', '--atol', '0'])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['old.onnx']
