@@ -1,6 +1,5 @@
 """A test-only hook: the training loss of every iteration averaged over all
 processes, appended to a file by rank 0 (mmengine logs rank 0's own loss)."""
-import torch
 import torch.distributed as dist
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS

@@ -48,6 +48,7 @@ custom_hooks = [
     dict(type='EMAHook', momentum=0.02, evaluate_on_ema=True,
          evaluate_on_origin=True, priority='ABOVE_NORMAL'),
     dict(type='LossRecorderHook', path='unset'),
+    dict(type='RandomStateHook'),
 ]
 default_hooks = dict(checkpoint=dict(interval=1), logger=dict(interval=1))
 '''
@@ -125,7 +126,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(
          str(tmp_path / 'one'), '--cfg-options',
          f'custom_hooks.2.path={tmp_path / "one.txt"}'],
         cwd=REPO_ROOT, env=env, text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
+        stderr=subprocess.STDOUT, timeout=600)
     assert single.returncode == 0, single.stdout[-3000:]
     assert 'SyncBatchNorm (SyncBN) layers in the model will be ' \
         'automatically reverted' in single.stdout
@@ -136,7 +137,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(
          f'custom_hooks.2.path={tmp_path / "two.txt"}',
          'train_dataloader.batch_size=4'],
         cwd=REPO_ROOT, env=env, text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
+        stderr=subprocess.STDOUT, timeout=600)  # a collective can hang
     assert double.returncode == 0, double.stdout[-3000:]
     assert "type='CPUDistributedDataParallel'" in double.stdout
     assert 'Epoch(train) [2][6/6]' in double.stdout  # 24 images per rank
@@ -147,6 +148,8 @@ def test_two_processes_equal_one_with_the_same_global_batch(
                                rtol=1e-5, atol=0)
     a = torch.load(tmp_path / 'one' / 'epoch_2.pth', weights_only=True)
     b = torch.load(tmp_path / 'two' / 'epoch_2.pth', weights_only=True)
+    # RandomStateHook gathered every process's generators (rank 0 saves).
+    assert len(a['rng_states']) == 1 and len(b['rng_states']) == 2
     assert a['state_dict'].keys() == b['state_dict'].keys()
     for key, value in a['state_dict'].items():
         # The stem conv's bias (BN right after it cancels it) stays ~0.

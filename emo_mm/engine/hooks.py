@@ -38,29 +38,73 @@ class RandomStateHook(Hook):
     but not the generators: a resumed run draws other random numbers (data
     augmentation in the main process, drop path, dropout) than the run it
     continues. This hook stores the Python, NumPy, torch and CUDA generator
-    states of every process in each checkpoint (``checkpoint['rng_states']``,
-    one entry per rank) and puts them back when training resumes from it,
-    after everything else has loaded. ``load_from`` (fine-tuning) leaves the
-    generators alone.
+    states of every process in each checkpoint that the ``CheckpointHook``
+    writes (``checkpoint['rng_states']``, one entry per rank) and puts them
+    back when training resumes from it, after everything else has loaded.
+    ``load_from`` (fine-tuning) leaves the generators alone.
+
+    Only rank 0 writes checkpoints, so with several processes the states are
+    gathered (one small all-gather) in the same ``after_train_iter`` /
+    ``after_train_epoch`` in which the ``CheckpointHook`` (priority
+    VERY_LOW, after this hook) will save. Checkpoints written elsewhere (the
+    best-score ones saved after validation) carry no states.
 
     Dataloader workers keep their own generators: for an exact repeat use
     ``num_workers=0``, or ``persistent_workers=False`` (mmengine then seeds
     each epoch's workers from the seed alone).
     """
 
-    priority = 'VERY_LOW'  # restore after every other hook's before_train
+    priority = 'LOW'  # before the CheckpointHook (VERY_LOW) saves
 
     def __init__(self):
+        self._gathered = None  # (iteration, states of every rank)
         self._pending = None
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        # Every rank runs save_checkpoint (only rank 0 writes the file), so
-        # the gather is a proper collective.
-        checkpoint['rng_states'] = all_gather_object(_get_states())
+    # ---------------------------------------------------------------- save
+    @staticmethod
+    def _checkpoint_hook(runner):
+        return next((h for h in runner.hooks
+                     if type(h).__name__ == 'CheckpointHook'), None)
 
+    def _gather_if_saving(self, runner, by_epoch: bool) -> None:
+        hook = self._checkpoint_hook(runner)
+        if hook is None or hook.by_epoch != by_epoch:
+            return
+        if by_epoch:
+            saving = hook.every_n_epochs(runner, hook.interval,
+                                         hook.save_begin) or (
+                hook.save_last and hook.is_last_train_epoch(runner))
+        else:
+            saving = hook.every_n_train_iters(runner, hook.interval,
+                                              hook.save_begin) or (
+                hook.save_last and hook.is_last_train_iter(runner))
+        if saving:
+            # A collective: every rank reaches this line at the same step.
+            self._gathered = (runner.iter, all_gather_object(_get_states()))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        self._gather_if_saving(runner, by_epoch=False)
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather_if_saving(runner, by_epoch=True)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # Runs on rank 0 only (mmengine's save_checkpoint is master_only).
+        if self._gathered is not None and self._gathered[0] == runner.iter:
+            checkpoint['rng_states'] = self._gathered[1]
+        elif get_world_size() == 1:
+            checkpoint['rng_states'] = [_get_states()]
+
+    # -------------------------------------------------------------- resume
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get('rng_states')
-        if not getattr(runner, '_resume', False) or not states:
+        if not getattr(runner, '_resume', False):
+            return
+        if not states:
+            runner.logger.warning('the resumed checkpoint holds no random '
+                                  'generator states; the run continues with '
+                                  'fresh ones')
             return
         if len(states) != get_world_size():
             runner.logger.warning(
