@@ -102,3 +102,33 @@ def test_ade_without_images(scenes):
 def test_good_data_passes(scenes):
     loader = _build_train_loader(SEG_DEMO, str(scenes) + '/')
     assert len(loader.dataset) == 3
+
+
+CLS_DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'emo_1m_shapes_cls.py')
+
+
+def test_tools_name_a_corrupt_or_truncated_checkpoint(tmp_path):
+    import torch
+    whole = tmp_path / 'whole.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1000)}}, whole)
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(whole.read_bytes()[:2000])
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_text('not a checkpoint')
+
+    proc = run('tools/test.py', CLS_DEMO, str(truncated), '--work-dir',
+               str(tmp_path / 'work'), check=False)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stdout
+    assert (f'error: checkpoint {truncated} is corrupt, truncated or not a '
+            'PyTorch checkpoint (RuntimeError: PytorchStreamReader failed '
+            'reading zip archive') in proc.stdout
+    proc = run('tools/train.py', CLS_DEMO, '--resume', str(garbage),
+               '--work-dir', str(tmp_path / 'work'), check=False)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stdout
+    assert (f'error: --resume checkpoint {garbage} is corrupt, truncated or '
+            'not a PyTorch checkpoint (UnpicklingError: ') in proc.stdout
+    # An intact file holding objects weights_only does not know passes.
+    import numpy as np
+    odd = tmp_path / 'numpy_meta.pth'
+    torch.save({'meta': {'x': np.zeros(2)}}, odd)
+    cli.check_checkpoint(str(odd))

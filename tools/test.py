@@ -7,7 +7,6 @@ config that imports emo_mm, and print its metrics.
 Multi-GPU runs go through torchrun: tools/dist_test.sh.
 """
 import argparse
-import os.path as osp
 import sys
 
 from mmengine.config import DictAction
@@ -59,8 +58,7 @@ def add_dump_metric(runner, scope, out):
 def main():
     args = parse_args()
     cfg = cli.load_config(args.config, args.cfg_options)
-    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise cli.ToolError(f'checkpoint {args.checkpoint} does not exist')
+    cli.check_checkpoint(args.checkpoint)
     cli.check_data_root(cfg, 'test_dataloader')
     cli.setup_launcher(cfg, args.launcher)
     cfg.work_dir = (args.work_dir or cfg.get('work_dir')

@@ -6,7 +6,6 @@
 Multi-GPU and multi-node runs go through torchrun: tools/dist_train.sh.
 """
 import argparse
-import os.path as osp
 import sys
 
 from mmengine.config import DictAction
@@ -54,9 +53,10 @@ def main():
     cli.setup_launcher(cfg, args.launcher)
     cfg.work_dir = (args.work_dir or cfg.get('work_dir')
                     or cli.default_work_dir(args.config))
-    if args.resume and args.resume != 'auto' and not osp.isfile(args.resume):
-        raise cli.ToolError(f'--resume checkpoint {args.resume} does not '
-                            'exist')
+    if args.resume and args.resume != 'auto':
+        cli.check_checkpoint(args.resume, '--resume checkpoint')
+    if cfg.get('load_from') and not args.resume:
+        cli.check_checkpoint(cfg.load_from, 'load_from checkpoint')
     cli.refuse_to_overwrite(cfg.work_dir, args.resume)
     cli.check_data_root(cfg, 'train_dataloader', 'val_dataloader')
     if args.amp:

@@ -193,6 +193,47 @@ def check_data_root(cfg: Config, *loaders: str) -> None:
                 f'config at your data, e.g. --cfg-options data_root=/path/')
 
 
+def check_checkpoint(path: str, what: str = 'checkpoint') -> None:
+    """Fail with one line when a local checkpoint is missing or unreadable.
+
+    Zip-format files (everything torch.save wrote since 1.6) are opened
+    memory-mapped, so only their index is read here.
+    """
+    import pickle
+
+    import torch
+    if '://' in path:
+        return
+    if not osp.isfile(path):
+        raise ToolError(f'{what} {path} does not exist')
+    try:
+        torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError,
+            OSError) as err:
+        if 'mmap' in str(err):  # an old, non-zip file: read it whole
+            try:
+                torch.load(path, map_location='cpu', weights_only=True)
+                return
+            except Exception as whole:  # noqa: BLE001  (reported below)
+                err = whole
+        if 'Unsupported global' in str(err):
+            return  # intact, just holds objects weights_only does not know
+        lines = [line.strip() for line in str(err).splitlines()
+                 if line.strip()]
+        # The weights-only unpickler gives its reason after this marker.
+        marker = next((i for i, line in enumerate(lines)
+                       if 'Unpickler error:' in line), None)
+        if marker is not None:
+            tail = ' '.join(lines[marker:marker + 2])
+            reason = tail.split('Unpickler error:', 1)[1].strip()
+        else:
+            reason = lines[0].split('. ')[0] if lines else ''
+        reason = reason[:200]
+        raise ToolError(f'{what} {path} is corrupt, truncated or not a '
+                        f'PyTorch checkpoint ({type(err).__name__}: '
+                        f'{reason})') from err
+
+
 def default_work_dir(config_path: str) -> str:
     return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
 
