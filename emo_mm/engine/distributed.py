@@ -42,8 +42,9 @@ class GlooSyncBatchNorm(_BatchNorm):
 
     In training, with a process group of more than one process, the batch
     statistics are the mean and variance over the samples of every process
-    (one all-reduce of per-channel sums); the all-reduce is differentiable,
-    so gradients flow across processes as in ``nn.SyncBatchNorm``. Otherwise
+    (two all-reduces of per-channel sums, in fp32); the all-reduces are
+    differentiable, so gradients flow across processes as in
+    ``nn.SyncBatchNorm``. Otherwise
     it is a plain BatchNorm. Running statistics get the unbiased variance,
     as in PyTorch.
     """
@@ -57,15 +58,18 @@ class GlooSyncBatchNorm(_BatchNorm):
         if not (self.training and dist.is_available()
                 and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        dims = [0] + list(range(2, x.dim()))
-        local_count = torch.tensor([x.numel() / x.size(1)],
-                                   dtype=x.dtype, device=x.device)
-        stats = torch.cat([x.sum(dims), (x * x).sum(dims), local_count])
-        stats = all_reduce(stats)  # sums over processes, with autograd
         channels = x.size(1)
-        count = stats[-1]
-        mean = stats[:channels] / count
-        var = (stats[channels:2 * channels] / count - mean * mean).clamp_(0)
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        xf = x.float()  # statistics in fp32, also under autocast
+        # Two passes (mean, then squared deviations) rather than E[x^2] -
+        # E[x]^2, which cancels badly when the mean is large.
+        local_count = xf.new_tensor([x.numel() / channels])
+        sums = all_reduce(torch.cat([xf.sum(dims), local_count]))
+        count = sums[-1]
+        mean = sums[:channels] / count
+        centered = xf - mean.view(shape)
+        var = all_reduce((centered * centered).sum(dims)) / count
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -74,11 +78,10 @@ class GlooSyncBatchNorm(_BatchNorm):
                 unbiased = var * count / (count - 1).clamp(min=1)
                 self.running_mean.lerp_(mean, momentum)
                 self.running_var.lerp_(unbiased, momentum)
-        shape = [1, channels] + [1] * (x.dim() - 2)
-        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        y = centered * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+        return y.to(x.dtype)
 
     @classmethod
     def convert(cls, module: nn.Module) -> nn.Module:
