@@ -40,6 +40,24 @@ def test_backbone_graph_serves_any_size(tmp_path, capsys):
     assert all(np.isfinite(g).all() for g in got)
 
 
+def test_graph_of_the_authors_weights_reproduces_their_outputs(
+        authors_fixture, tmp_path):
+    """The authors' checkpoint, exported: ONNX Runtime gives the authors'
+    five feature maps on the fixture's input (both fixtures: 224x224 with
+    window 7, 200x264 with window 10)."""
+    ckpt = tmp_path / 'net.pth'
+    torch.save(authors_fixture['state_dict'], ckpt)
+    out = tmp_path / 'authors.onnx'
+    window = str(authors_fixture['window_size'])
+    export_onnx.main([authors_fixture['variant'], str(out), '--checkpoint',
+                      str(ckpt), '--window-size', window, '--check'])
+    session, _ = _dims(out)
+    got = session.run(None, {'input': authors_fixture['input'].numpy()})
+    for i, (a, ref) in enumerate(zip(got, authors_fixture['stage_outputs'])):
+        diff = float(np.abs(a - ref.float().numpy()).max())
+        assert diff <= 1e-5, f'stage {i}: max abs diff {diff:.3g}'
+
+
 @pytest.mark.parametrize('config,names', [
     ('configs/ssdlite/emo_1m_coco.py',
      [f'cls_score_{i}' for i in range(6)] +
