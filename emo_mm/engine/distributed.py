@@ -127,8 +127,6 @@ def use_cpu_ddp(cfg) -> None:
     wrapper.setdefault('find_unused_parameters',
                        cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper
-    env_cfg = cfg.setdefault('env_cfg', {})
-    env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
 
 
 __all__ = ['CPUDistributedDataParallel', 'GlooSyncBatchNorm',

@@ -4,7 +4,7 @@ import random
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 
 
@@ -64,7 +64,7 @@ class RandomStateHook(Hook):
     @staticmethod
     def _checkpoint_hook(runner):
         return next((h for h in runner.hooks
-                     if type(h).__name__ == 'CheckpointHook'), None)
+                     if isinstance(h, CheckpointHook)), None)
 
     def _gather_if_saving(self, runner, by_epoch: bool) -> None:
         hook = self._checkpoint_hook(runner)

@@ -91,6 +91,14 @@ def build_runner(cfg: Config) -> Runner:
     return ToolRunner.from_cfg(cfg)
 
 
+def _innermost(dataset):
+    """The data set a wrapper config (RepeatDataset and friends) holds."""
+    while isinstance(dataset, dict) and isinstance(dataset.get('dataset'),
+                                                   dict):
+        dataset = dataset['dataset']
+    return dataset
+
+
 def _builds_empty(dataloader) -> bool:
     """Whether the loader's data set builds, with no samples."""
     import copy
@@ -100,11 +108,8 @@ def _builds_empty(dataloader) -> bool:
             dataloader.get('dataset'), dict):
         return False
     dataset = copy.deepcopy(dataloader['dataset'])
-    inner = dataset
-    while isinstance(inner.get('dataset'), dict):
-        inner = inner['dataset']
     # mmengine's serialisation is what fails (np.concatenate of nothing).
-    inner['serialize_data'] = False
+    _innermost(dataset)['serialize_data'] = False
     try:
         return len(DATASETS.build(dataset)) == 0
     except Exception:  # it does not build: report the original error
@@ -121,9 +126,7 @@ def _empty_message(where: str) -> str:
 def _describe_dataset(dataloader) -> str:
     if not isinstance(dataloader, dict):
         return type(dataloader.dataset).__name__
-    dataset = dataloader.get('dataset', {})
-    while isinstance(dataset, dict) and 'dataset' in dataset:
-        dataset = dataset['dataset']
+    dataset = _innermost(dataloader.get('dataset', {}))
     if not isinstance(dataset, dict):
         return repr(dataset)
     parts = [f'{key} {dataset[key]!r}'
@@ -183,9 +186,7 @@ def _replace_root(node, old: str, new: str):
 def check_data_root(cfg: Config, *loaders: str) -> None:
     """Fail early, with the path, when a local data root does not exist."""
     for loader in loaders:
-        dataset = (cfg.get(loader) or {}).get('dataset')
-        while isinstance(dataset, dict) and 'dataset' in dataset:
-            dataset = dataset['dataset']  # RepeatDataset and friends
+        dataset = _innermost((cfg.get(loader) or {}).get('dataset'))
         root = dataset.get('data_root') if isinstance(dataset, dict) else None
         if root and '://' not in root and not osp.isdir(root):
             raise ToolError(
@@ -318,10 +319,7 @@ def enable_tta(cfg: Config) -> None:
         raise ToolError('--tta needs tta_model and tta_pipeline in the '
                         'config')
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
-    dataset = cfg.test_dataloader.dataset
-    while 'dataset' in dataset:
-        dataset = dataset['dataset']
-    dataset.pipeline = cfg.tta_pipeline
+    _innermost(cfg.test_dataloader.dataset).pipeline = cfg.tta_pipeline
 
 
 def setup_launcher(cfg: Config, launcher: str) -> None:

@@ -36,6 +36,10 @@ import time
 
 import torch
 
+TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOOLS, 'deployment'))
+from export_onnx import deploy, export  # noqa: E402
+
 PAIRS = {'1m': 'xxsmall', '2m': 'xsmall', '5m': 'small'}
 # Window sizes of the downstream configs by input side (EMO-1M/2M, EMO-5M).
 WINDOWS = {224: (7, 7), 320: (7, 10), 512: (7, 16)}
@@ -97,10 +101,7 @@ def prepare(model, args):
         model = model.to(memory_format=torch.channels_last)
     model.train(args.train)  # some mmpretrain train() overrides return None
     if args.deploy:
-        # Every module that can fold itself (EMO; mmpretrain's RepVGG...).
-        for module in [m for m in model.modules()
-                       if hasattr(m, 'switch_to_deploy')]:
-            module.switch_to_deploy()
+        deploy(model)
     return model
 
 
@@ -169,15 +170,12 @@ def time_runs(runs, args):
 
 
 def time_onnxruntime(models, batch, size, args):
-    """Like :func:`time_models`, for the models exported to ONNX (fixed
-    input shape) and run by ONNX Runtime's CPU provider."""
+    """Like :func:`time_models`, for the models exported to ONNX (by
+    tools/deployment/export_onnx.py, dynamic axes) and run at the benchmark's
+    shape by ONNX Runtime's CPU provider."""
     import tempfile
 
     import onnxruntime as ort
-    sys.path.insert(0, os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        'deployment'))
-    from export_onnx import export
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1

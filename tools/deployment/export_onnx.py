@@ -103,7 +103,9 @@ def _output_names(scope: str, nested) -> list:
     return [f'output{i}' for i in range(len(_flatten(nested)))]
 
 
-def _deploy(model: nn.Module) -> None:
+def deploy(model: nn.Module) -> None:
+    """Fold BatchNorms in every module that can (EMO; mmpretrain's RepVGG,
+    MobileOne...) through its ``switch_to_deploy``."""
     for module in [m for m in model.modules()
                    if hasattr(m, 'switch_to_deploy')]:
         module.switch_to_deploy()
@@ -229,7 +231,7 @@ def main(argv=None):
     else:
         raise ExportError(f'{args.model!r} is neither an EMO arch {ARCHES} '
                           'nor an existing config file')
-    _deploy(model)
+    deploy(model)
     sizes = check_sizes(args, shape)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     tmp = args.out + '.part'
