@@ -4,7 +4,7 @@ Importing the package (``custom_imports=dict(imports=['emo_mm'])``) registers
 ``EMO`` in MMEngine's root ``MODELS`` registry, so every downstream scope finds
 it, and lets torch >= 2.6 load mmengine checkpoints with ``weights_only`` on.
 """
-from . import engine  # noqa: F401  (CPU DDP wrapper, RandomStateHook)
+from . import engine  # noqa: F401  (CPU DDP, RandomStateHook, TimmCosineLR)
 from .models import EMO  # noqa: F401  (registers the backbone)
 from .utils import allow_mmengine_checkpoints
 

@@ -190,17 +190,17 @@ def test_recipe_is_the_authors():
             cfg.model.backbone.final_norm) == ('5m', 7, True)
     assert cfg.model.head.loss.label_smooth_val == 0.1
     optimizer = cfg.optim_wrapper.optimizer
+    # 6e-3: what the authors' logs say ran (their trainer scales the 1.5e-3
+    # of their config file by 2048 / 512).
     assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == (
-        'AdamW', 1.5e-3, 0.05)
+        'AdamW', 6e-3, 0.05)
     assert cfg.optim_wrapper.clip_grad.max_norm == 5.0
     paramwise = cfg.optim_wrapper.paramwise_cfg
     assert paramwise.norm_decay_mult == paramwise.bias_decay_mult == 0.0
     assert cfg.auto_scale_lr.base_batch_size == 2048
     assert cfg.train_dataloader.batch_size * 8 == 2048
-    warmup, cosine = cfg.param_scheduler
-    assert warmup.end == 20 and warmup.start_factor * 1.5e-3 == \
-        pytest.approx(2.5e-7)
-    assert (cosine.eta_min, cosine.begin, cosine.end) == (2.5e-7, 20, 300)
+    # Every iteration's lr against timm: tests/test_imagenet_recipe.py.
+    assert cfg.param_scheduler.type == 'TimmCosineLR'
     assert cfg.train_cfg.max_epochs == 300
     ema = [h for h in cfg.custom_hooks if h.type == 'EMAHook'][0]
     assert 1 - ema.momentum == pytest.approx(0.9998)

@@ -39,6 +39,7 @@ train_dataloader = dict(
     batch_size=32,
     num_workers=2,
     persistent_workers=True,
+    drop_last=False,  # the generated sets are small: keep every image
     dataset=dict(
         type='ImageNet', data_root=data_root, split='train',
         metainfo=metainfo, pipeline=train_pipeline))
@@ -62,8 +63,9 @@ param_scheduler = [
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 custom_hooks = [
     dict(type='AuthorsCheckpointHook'),
-    dict(type='EMAHook', momentum=0.02, evaluate_on_ema=True,
-         evaluate_on_origin=True, priority='ABOVE_NORMAL'),
+    dict(type='EMAHook', momentum=0.02, update_buffers=True,
+         evaluate_on_ema=True, evaluate_on_origin=True,
+         priority='ABOVE_NORMAL'),
     # Random generators' states in checkpoints: --resume repeats the run.
     dict(type='RandomStateHook'),
 ]

@@ -49,3 +49,5 @@ param_scheduler = [
         eta_min=0)
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=32)
+# The authors' mmdet logs: "Set random seed to 0, deterministic: False".
+randomness = dict(seed=0, deterministic=False)

@@ -42,3 +42,5 @@ optim_wrapper = dict(
 # evaluation every 5 epochs all come from the mmdet base.
 default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=3))
 auto_scale_lr = dict(enable=False, base_batch_size=192)
+# The authors' mmdet logs: "Set random seed to 0, deterministic: False".
+randomness = dict(seed=0, deterministic=False)
