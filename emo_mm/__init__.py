@@ -2,11 +2,12 @@
 
 Importing the package (``custom_imports=dict(imports=['emo_mm'])``) registers
 ``EMO`` in MMEngine's root ``MODELS`` registry, so every downstream scope finds
-it, and lets torch >= 2.6 load mmengine checkpoints with ``weights_only`` on.
+it, and makes every checkpoint load (paths and URLs, ``load_from``, ``--resume``,
+``init_cfg``) unpickle with ``weights_only=True`` (:mod:`emo_mm.utils.safe_load`).
 """
 from . import engine  # noqa: F401  (CPU DDP, RandomStateHook, TimmCosineLR)
 from .models import EMO  # noqa: F401  (registers the backbone)
-from .utils import allow_mmengine_checkpoints
+from .utils import secure_checkpoint_loading
 
 try:  # detection add-ons, only where mmdet is installed
     from .models import ssd_head  # noqa: F401
@@ -18,6 +19,6 @@ except ImportError:  # pragma: no cover
     pass
 from .version import __version__
 
-allow_mmengine_checkpoints()
+secure_checkpoint_loading()
 
 __all__ = ['__version__', 'EMO']

@@ -185,6 +185,6 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (UsageError, cli.ToolError) as error:
+    except (UsageError, *cli.USER_ERRORS) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)

@@ -79,5 +79,5 @@ def main():
 if __name__ == '__main__':
     try:
         main()
-    except cli.ToolError as err:
+    except cli.USER_ERRORS as err:
         sys.exit(f'error: {err}')

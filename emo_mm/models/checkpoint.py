@@ -16,6 +16,8 @@ import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from ..utils.safe_load import CheckpointRefused
+
 StateDict = Dict[str, torch.Tensor]
 
 # (authors' pattern, ours), applied in order to every key.
@@ -120,10 +122,13 @@ def describe_variant(signature: Tuple) -> str:
 
 
 def read_checkpoint(filename: str, map_location='cpu'):
-    """Load any checkpoint file or URL, with errors that name the file."""
+    """Load any checkpoint file or URL (weights-only, see
+    :mod:`emo_mm.utils.safe_load`), with errors that name the file."""
     try:
         return CheckpointLoader.load_checkpoint(
             filename, map_location=map_location)
+    except CheckpointRefused:
+        raise  # already one line naming the file and the refused global
     except FileNotFoundError as err:
         raise FileNotFoundError(f'checkpoint {filename} does not exist') \
             from err

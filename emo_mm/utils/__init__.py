@@ -1,3 +1,3 @@
-from .safe_load import allow_mmengine_checkpoints
+from .safe_load import CheckpointRefused, secure_checkpoint_loading
 
-__all__ = ['allow_mmengine_checkpoints']
+__all__ = ['CheckpointRefused', 'secure_checkpoint_loading']

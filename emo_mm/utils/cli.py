@@ -13,11 +13,17 @@ from mmengine.dist import master_only
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .safe_load import CheckpointRefused
+
 SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
 
 
 class ToolError(Exception):
     """A bad command line or config: printed as one line, no traceback."""
+
+
+# What the tools print as one `error:` line instead of a traceback.
+USER_ERRORS = (ToolError, CheckpointRefused)
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -195,30 +201,45 @@ def check_data_root(cfg: Config, *loaders: str) -> None:
 
 
 def check_checkpoint(path: str, what: str = 'checkpoint') -> None:
-    """Fail with one line when a local checkpoint is missing or unreadable.
+    """Fail with one line when a checkpoint is missing, unreadable, or
+    refused by weights-only loading.
 
-    Zip-format files (everything torch.save wrote since 1.6) are opened
-    memory-mapped, so only their index is read here.
+    Local zip-format files (everything torch.save wrote since 1.6) are opened
+    memory-mapped, so only their index is read here. A URL is downloaded into
+    torch.hub's cache (where the run then finds it), verified where its
+    digest is known, and loaded weights-only.
     """
     import pickle
+    from urllib.error import URLError
 
-    import torch
+    from mmengine.runner import CheckpointLoader
+
+    from .safe_load import load
     if '://' in path:
+        try:
+            CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        except CheckpointRefused as err:
+            raise ToolError(str(err)) from err
+        except (URLError, OSError, KeyError) as err:
+            raise ToolError(f'{what} {path} could not be fetched '
+                            f'({type(err).__name__}: {err})') from err
         return
     if not osp.isfile(path):
         raise ToolError(f'{what} {path} does not exist')
     try:
-        torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+        load(path, path, mmap=True)
+    except CheckpointRefused as err:
+        raise ToolError(str(err)) from err
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError,
             OSError) as err:
         if 'mmap' in str(err):  # an old, non-zip file: read it whole
             try:
-                torch.load(path, map_location='cpu', weights_only=True)
+                load(path, path)
                 return
+            except CheckpointRefused as refused:
+                raise ToolError(str(refused)) from refused
             except Exception as whole:  # noqa: BLE001  (reported below)
                 err = whole
-        if 'Unsupported global' in str(err):
-            return  # intact, just holds objects weights_only does not know
         lines = [line.strip() for line in str(err).splitlines()
                  if line.strip()]
         # The weights-only unpickler gives its reason after this marker.

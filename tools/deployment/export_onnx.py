@@ -251,8 +251,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from emo_mm.utils.cli import ToolError
+    from emo_mm.utils.cli import USER_ERRORS
     try:
         main()
-    except (ExportError, ToolError) as err:
+    except (ExportError, *USER_ERRORS) as err:
         sys.exit(f'error: {err}')
