@@ -69,7 +69,8 @@ def test_authors_checkpoint_reproduces_their_logits(authors_fixture,
     """Their net.pth, as it is, through the config's classifier."""
     fixture = authors_fixture
     _, model = build_classifier(
-        'emo_1m_in1k.py', window_size=fixture['window_size'])
+        f'emo_{fixture["variant"]}_in1k.py',
+        window_size=fixture['window_size'])
     assert sum(p.numel() for p in model.parameters()) == \
         fixture['num_params']
     path = str(tmp_path / 'net.pth')

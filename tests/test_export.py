@@ -53,6 +53,7 @@ def test_graph_of_the_authors_weights_reproduces_their_outputs(
                       str(ckpt), '--window-size', window, '--check'])
     session, _ = _dims(out)
     got = session.run(None, {'input': authors_fixture['input'].numpy()})
+    assert len(got) == len(authors_fixture['stage_outputs']) == 5
     for i, (a, ref) in enumerate(zip(got, authors_fixture['stage_outputs'])):
         diff = float(np.abs(a - ref.float().numpy()).max())
         assert diff <= 1e-5, f'stage {i}: max abs diff {diff:.3g}'
@@ -62,7 +63,11 @@ def test_graph_of_the_authors_weights_reproduces_their_outputs(
     ('configs/ssdlite/emo_1m_coco.py',
      [f'cls_score_{i}' for i in range(6)] +
      [f'bbox_pred_{i}' for i in range(6)]),
+    ('configs/retinanet/emo_1m_coco.py',
+     [f'cls_score_{i}' for i in range(5)] +
+     [f'bbox_pred_{i}' for i in range(5)]),
     ('configs/deeplabv3/emo_1m_ade20k.py', ['seg_logits']),
+    ('configs/imagenet/emo_1m_in1k.py', ['cls_score']),
 ])
 def test_downstream_graphs(tmp_path, capsys, config, names):
     out = tmp_path / 'model.onnx'
@@ -74,6 +79,36 @@ def test_downstream_graphs(tmp_path, capsys, config, names):
     session, dims = _dims(out)
     assert dims == ['batch', 3, 'height', 'width']
     assert [o.name for o in session.get_outputs()] == names
+
+
+def test_adaptive_pooling_is_refused_in_one_line(tmp_path):
+    """PSPNet's pyramid pooling cannot be traced to ONNX behind EMO: the
+    tool says so (no traceback) and leaves no file."""
+    config = osp.join(REPO_ROOT, 'configs/pspnet/emo_1m_ade20k.py')
+    out = tmp_path / 'pspnet.onnx'
+    with pytest.raises(export_onnx.ExportError,
+                       match=r'pools to fixed output sizes .*PSPNet'):
+        export_onnx.main([config, str(out), '--shape', '96', '128'])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folding_error_fails_the_check(tmp_path, monkeypatch):
+    """The check compares ONNX Runtime with the model before its
+    BatchNorms are folded, so a wrong fold is caught, and leaves no file."""
+    from emo_mm.models import EMO
+    fold = EMO.switch_to_deploy
+
+    def wrong_fold(self):
+        fold(self)
+        with torch.no_grad():  # e.g. a shift added twice in the stem
+            self.stages[0][0].bias.add_(0.1)
+
+    monkeypatch.setattr(EMO, 'switch_to_deploy', wrong_fold)
+    out = tmp_path / 'emo_1m.onnx'
+    with pytest.raises(export_onnx.ExportError, match='differs from PyTorch'):
+        export_onnx.main(['1m', str(out), '--shape', '64', '64',
+                          '--check', '45x77'])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_refusals_write_nothing(tmp_path):

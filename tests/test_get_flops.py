@@ -44,10 +44,13 @@ def test_print_one(get_flops, ssdlite_1m, capsys):
     assert 'paper:   2.3M params' in out
 
 
-def test_backbone_1m_matches_paper(get_flops):
-    # The paper's 261M; our verified count is 260.8M.
-    flops = get_flops.count_backbone('1m')['flops']
-    assert flops == pytest.approx(260.8e6, rel=0.005)
+@pytest.mark.parametrize('arch,paper', [('1m', 261e6), ('2m', 439e6),
+                                        ('5m', 903e6), ('6m', 961e6)])
+def test_backbone_flops_match_paper(get_flops, arch, paper):
+    # The paper's FLOPs at 224x224 (multiply-adds of the classifier's
+    # backbone), printed to three digits.
+    flops = get_flops.count_backbone(arch)['flops']
+    assert flops == pytest.approx(paper, rel=0.002)
 
 
 def test_keep_ratio_shape(get_flops):

@@ -129,4 +129,28 @@ def test_classification(infer, images, tmp_path, capsys):
                           out_dir])
     _check_outputs(written, folder, out_dir)
     printed = capsys.readouterr().out
-    assert f'{folder / "a.png"}: ' in printed  # "<image>: <class> (<score>)"
+    # What the classifier predicts through the config's own test pipeline
+    # and data preprocessor, run here without the tool.
+    from mmengine.dataset import Compose
+    from mmengine.runner import load_checkpoint
+    from mmpretrain.registry import MODELS
+    cfg = infer.load_config(config, None)
+    init_default_scope('mmpretrain')
+    # mmpretrain keeps the normalisation beside the model; the Runner and
+    # the inferencer put it in.
+    cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, checkpoint)
+    model.eval()
+    pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
+    for name in ('a.png', 'b.jpg'):
+        data = pipeline(dict(img_path=str(folder / name)))
+        batch = model.data_preprocessor(
+            dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
+            False)
+        with torch.no_grad():
+            sample = model(**batch, mode='predict')[0]
+        label = int(sample.pred_label)
+        score = float(sample.pred_score[label])
+        assert (f'{folder / name}: {IMAGENET_CATEGORIES[label]} '
+                f'({score:.3f})') in printed, printed

@@ -60,7 +60,9 @@ def make_runner(work_dir, max_iters, **kwargs):
 
 
 def test_resume_and_load_from_mmengine_checkpoint(tmp_path):
-    runner = make_runner(tmp_path / 'first', max_iters=2)
+    torch.manual_seed(0)  # the model is built before the Runner seeds
+    runner = make_runner(tmp_path / 'first', max_iters=2,
+                         randomness=dict(seed=0))
     runner.train()
     ckpt = tmp_path / 'first' / 'iter_2.pth'
     assert ckpt.exists()
@@ -74,7 +76,19 @@ def test_resume_and_load_from_mmengine_checkpoint(tmp_path):
                           load_from=str(ckpt))
     resumed.train()
     assert resumed.iter == 3
-    assert (tmp_path / 'resumed' / 'iter_3.pth').exists()
+    # Resumed, not restarted: its iteration 3 continues iterations 1-2
+    # exactly as one uninterrupted run of 3 (same seed, same data order).
+    torch.manual_seed(0)
+    straight = make_runner(tmp_path / 'straight', max_iters=3,
+                           randomness=dict(seed=0))
+    straight.train()
+    a = torch.load(tmp_path / 'resumed' / 'iter_3.pth')
+    b = torch.load(tmp_path / 'straight' / 'iter_3.pth')
+    assert a['optimizer']['state'][0]['step'].item() == 3
+    assert a['state_dict'].keys() == b['state_dict'].keys()
+    for key, value in b['state_dict'].items():
+        assert torch.equal(a['state_dict'][key], value), key
+        assert not torch.equal(loaded['state_dict'][key], value), key
 
     fresh = make_runner(tmp_path / 'test', max_iters=1)
     fresh.load_checkpoint(str(ckpt))

@@ -6,10 +6,11 @@ import os.path as osp
 import signal
 import subprocess
 import sys
+import threading
 
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_python
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'emo_1m_shapes_cls.py')
 # The classification demo, random augmentation and drop path kept (so the
@@ -34,12 +35,8 @@ default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=-1),
 
 
 def _train(config, work_dir, *extra):
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
-         *extra], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    return proc.stdout
+    return run_python('tools/train.py', config, '--work-dir', work_dir,
+                      *extra).stdout
 
 
 def _kill_during_epoch_2(config, work_dir):
@@ -47,6 +44,9 @@ def _kill_during_epoch_2(config, work_dir):
         [sys.executable, 'tools/train.py', config, '--work-dir', work_dir],
         cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    # A run that hangs before the line we wait for is killed after 10 min.
+    watchdog = threading.Timer(600, proc.kill)
+    watchdog.start()
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -54,6 +54,7 @@ def _kill_during_epoch_2(config, work_dir):
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(60)
+    watchdog.cancel()
     proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL, ''.join(seen[-30:])
 

@@ -42,6 +42,7 @@ def test_any_input_size(size, batch, windows, channels_last, train):
         return
     with torch.set_grad_enabled(train):
         outs = model(torch.randn(batch, 3, *size))
+    assert len(outs) == 5
     for out, channels, (h, w) in zip(outs, model.out_channels,
                                      expected_sizes(*size)):
         assert out.shape == (batch, channels, h, w)
@@ -62,6 +63,7 @@ def test_bf16_autocast_close_to_fp32(channels_last):
         reference = model(x)
         with torch.autocast('cpu', dtype=torch.bfloat16):
             outs = model(x)
+    assert len(outs) == len(reference) == 5
     for i, (out, ref) in enumerate(zip(outs, reference)):
         assert out.dtype == torch.bfloat16  # autocast really ran in bf16
         out = out.float()

@@ -7,7 +7,6 @@ import functools
 import http.server
 import os
 import os.path as osp
-import pickle
 import subprocess
 import threading
 
@@ -200,8 +199,9 @@ def test_tools_refuse_with_one_line(hostile, tiny_shapes, tmp_path):
 def test_genuine_checkpoint_over_http_loads(server, authors_fixture):
     """The authors' net.pth layout served over HTTP gives their outputs."""
     root, base = server
-    url = f'{base}/{serve(root, "EMO_1M/net.pth", authors_fixture["state_dict"])}'
-    model = EMO(arch='1m', out_indices=(0, 1, 2, 3, 4),
+    variant = authors_fixture['variant']
+    url = f'{base}/{serve(root, "net.pth", authors_fixture["state_dict"])}'
+    model = EMO(arch=variant, out_indices=(0, 1, 2, 3, 4),
                 window_size=authors_fixture['window_size'],
                 init_cfg=dict(type='Pretrained', checkpoint=url))
     model.init_weights()

@@ -64,8 +64,64 @@ def test_train_resume_test(tiny_coco, tmp_path):
                  '--work-dir', work_dir, '--show-dir', str(show_dir), '--out',
                  str(results), *tiny_options(tiny_coco, 3)).stdout
     assert 'coco/bbox_mAP_50' in tested
-    assert results.is_file()
     assert len(glob.glob(str(show_dir / '*.png'))) == 4
+    check_dumped_predictions(results, osp.join(work_dir, 'iter_3.pth'),
+                             tiny_coco)
+
+    # --tta: mmdet's flip TTA model wraps the detector (the dumped config
+    # says so) and the merged predictions are scored.
+    tta_dir = str(tmp_path / 'tta')
+    tested = run('tools/test.py', DEMO, osp.join(work_dir, 'iter_3.pth'),
+                 '--work-dir', tta_dir, '--tta',
+                 *tiny_options(tiny_coco, 3)).stdout
+    assert 'coco/bbox_mAP_50' in tested
+    dumped = glob.glob(osp.join(tta_dir, '*', 'vis_data', 'config.py')) + \
+        glob.glob(osp.join(tta_dir, '*.py'))
+    assert dumped and "type='DetTTAModel'" in open(dumped[0]).read()
+
+
+def check_dumped_predictions(results, checkpoint, data_root):
+    """--out holds, for every val image, what the detector predicts when
+    run directly on it (mmdet's inference API, same checkpoint)."""
+    import pickle
+
+    import torch
+    from mmdet.apis import inference_detector, init_detector
+    from mmengine.config import Config
+    with open(results, 'rb') as f:
+        dumped = pickle.load(f)
+    images = sorted(glob.glob(osp.join(data_root, 'val', '*.png')))
+    assert len(dumped) == len(images) == 4
+    cfg = Config.fromfile(DEMO)
+    model = init_detector(cfg, checkpoint, device='cpu')
+    for item in dumped:
+        direct = inference_detector(model, item['img_path']).pred_instances
+        ours = item['pred_instances']
+        assert len(ours['scores']) == len(direct.scores) > 0
+        torch.testing.assert_close(ours['scores'], direct.scores,
+                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(ours['bboxes'], direct.bboxes,
+                                   atol=1e-2, rtol=1e-4)
+        assert torch.equal(ours['labels'], direct.labels)
+
+
+def test_data_root_rewrite_works_from_another_folder(tiny_coco, tmp_path):
+    """data_root given on the command line reaches the evaluator's
+    annotation file too: run from a folder where the config's relative
+    data/shapes_coco/ does not exist."""
+    import subprocess
+    import sys
+    work_dir = str(tmp_path / 'work')
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'train.py'), DEMO,
+         '--work-dir', work_dir, *tiny_options(tiny_coco, 1)],
+        cwd=str(elsewhere), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert 'coco/bbox_mAP' in proc.stdout
+    assert not osp.exists(elsewhere / 'data')
 
 
 def test_stock_mmdet_tools_run_our_config(tiny_coco, tmp_path):

@@ -16,9 +16,15 @@
 #      <work dir>/test_vis/;
 #   6. draw the predictions on one val image with tools/infer.py.
 # e.g. bash tools/demo.sh seg --cfg-options train_cfg.max_iters=100
+# Environment:
+#   EMO_MM_DEMO_DIR        where data/ and work_dirs/ go (default: the repository)
+#   EMO_MM_DEMO_DATA_ARGS  extra arguments for the data generator, e.g.
+#                          "--num-train-per-class 4" (a fresh EMO_MM_DEMO_DIR only:
+#                          existing data is reused)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+OUT=${EMO_MM_DEMO_DIR:-$ROOT}
 TASK=det
 if [[ $# -gt 0 && $1 != -* ]]; then
     TASK=$1
@@ -26,28 +32,31 @@ if [[ $# -gt 0 && $1 != -* ]]; then
 fi
 case $TASK in
     det)
-        DATA=data/shapes_coco
+        DATA=$OUT/data/shapes_coco
+        DATA_ROOT=$DATA/
         CONFIG=configs/demo/ssdlite_emo_1m_shapes.py
         MAKE_DATA=tools/misc/make_demo_coco.py
         DATA_DONE=$DATA/annotations/val.json
         IMAGE=$DATA/val/000000.png
-        WORK=work_dirs/demo_ssdlite
+        WORK=$OUT/work_dirs/demo_ssdlite
         METRICS='COCO metrics above (coco/bbox_mAP...)';;
     seg)
-        DATA=data/scenes_ade20k
+        DATA=$OUT/data/scenes_ade20k
+        DATA_ROOT=$DATA/
         CONFIG=configs/demo/deeplabv3_emo_1m_scenes.py
         MAKE_DATA=tools/misc/make_demo_ade20k.py
         IMAGE=$DATA/images/validation/ADE_val_00000001.jpg
         DATA_DONE=$DATA/annotations/validation/ADE_val_00000050.png
-        WORK=work_dirs/demo_deeplabv3
+        WORK=$OUT/work_dirs/demo_deeplabv3
         METRICS='per-class IoU and mIoU above';;
     cls)
-        DATA=data/shapes_imagenet
+        DATA=$OUT/data/shapes_imagenet
+        DATA_ROOT=$DATA
         CONFIG=configs/demo/emo_1m_shapes_cls.py
         MAKE_DATA=tools/misc/make_demo_imagenet.py
         IMAGE=$DATA/val/ILSVRC2012_val_00000001.JPEG
         DATA_DONE=$DATA/meta/val.txt
-        WORK=work_dirs/demo_cls
+        WORK=$OUT/work_dirs/demo_cls
         METRICS='accuracy/top1 and top5 above (EMA and *_origin: raw weights)';;
     *)
         echo "error: unknown demo '$TASK'; expected 'det', 'seg' or 'cls'" >&2
@@ -60,14 +69,17 @@ PY=${EMO_MM_VENV:-$ROOT/.venv}/bin/python
 "$PY" tools/smoke.py
 
 if [[ ! -f $DATA_DONE ]]; then
-    "$PY" "$MAKE_DATA" "$DATA"
+    # shellcheck disable=SC2086  (word splitting of the extra arguments)
+    "$PY" "$MAKE_DATA" "$DATA" ${EMO_MM_DEMO_DATA_ARGS:-}
 fi
 WORK=$WORK/$(date +%Y%m%d_%H%M%S)
 start=$(date +%s)
-"$PY" tools/train.py "$CONFIG" --work-dir "$WORK" "$@"
+# The configs read data/... relative to the repository; point them at $DATA.
+"$PY" tools/train.py "$CONFIG" --work-dir "$WORK" --cfg-options "data_root=$DATA_ROOT" "$@"
 trained=$(date +%s)
 CKPT=$(cat "$WORK/last_checkpoint")
-"$PY" tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK" --show-dir "$WORK/test_vis"
+"$PY" tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK" --show-dir "$WORK/test_vis" \
+    --cfg-options "data_root=$DATA_ROOT"
 "$PY" tools/infer.py "$CONFIG" "$CKPT" "$IMAGE" --out-dir "$WORK/infer"
 
 echo

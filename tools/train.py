@@ -50,6 +50,10 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = cli.load_config(args.config, args.cfg_options)
+    if args.amp:
+        cli.enable_amp(cfg)
+    if args.auto_scale_lr:
+        cli.enable_auto_scale_lr(cfg)
     cli.setup_launcher(cfg, args.launcher)
     cfg.work_dir = (args.work_dir or cfg.get('work_dir')
                     or cli.default_work_dir(args.config))
@@ -59,10 +63,6 @@ def main():
         cli.check_checkpoint(cfg.load_from, 'load_from checkpoint')
     cli.refuse_to_overwrite(cfg.work_dir, args.resume)
     cli.check_data_root(cfg, 'train_dataloader', 'val_dataloader')
-    if args.amp:
-        cli.enable_amp(cfg)
-    if args.auto_scale_lr:
-        cli.enable_auto_scale_lr(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume:

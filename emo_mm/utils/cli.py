@@ -274,6 +274,12 @@ def refuse_to_overwrite(work_dir: str, resume: Optional[str]) -> None:
 
 
 def enable_amp(cfg: Config) -> None:
+    import torch
+    if not torch.cuda.is_available():
+        # mmengine's AmpOptimWrapper asserts a CUDA/NPU/MLU/MUSA device.
+        raise ToolError('--amp needs a GPU (mmengine\'s AmpOptimWrapper runs '
+                        'on CUDA, NPU, MLU or MUSA devices); on the CPU, '
+                        'train without --amp (fp32)')
     optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if optim_wrapper == 'AmpOptimWrapper':
         return
@@ -302,7 +308,8 @@ def enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
                         'in the config')
     show_dir = osp.abspath(show_dir) if show_dir else None
     if scope == 'mmpretrain':
-        hook.update(enable=True, show=show, wait_time=wait_time)
+        # Every image: the hook's default interval draws one in 5000.
+        hook.update(enable=True, show=show, wait_time=wait_time, interval=1)
         if show_dir:
             hook.out_dir = show_dir
         return
@@ -314,28 +321,35 @@ def enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
         hook.interval = 1
 
 
+def _flip_tta_pipeline(test_pipeline) -> list:
+    """The config's own test pipeline with a horizontal flip and no flip
+    branch after its transforms. (The stock mmdet test.py default has only
+    the flips and the packing: without the config's Resize, predictions have
+    no scale factor and mmdet fails.)"""
+    load, *middle, pack = [dict(t) for t in test_pipeline]
+    keys = tuple(pack.get('meta_keys', ('img_id', 'img_path', 'ori_shape',
+                                        'img_shape', 'scale_factor')))
+    pack['meta_keys'] = keys + tuple(k for k in ('flip', 'flip_direction')
+                                     if k not in keys)
+    flips = [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip',
+                                                    prob=0.)]
+    return [load, dict(type='TestTimeAug',
+                       transforms=[[t] for t in middle] + [flips, [pack]])]
+
+
 def enable_tta(cfg: Config) -> None:
     """Wrap the model in its test-time-augmentation model, as the stock
-    test tools do (mmdet's flip default when a config has none)."""
+    test tools do; for an mmdet config without one, flip TTA over its own
+    test pipeline."""
     if cfg.default_scope == 'mmdet':
         cfg.setdefault(
             'tta_model',
             dict(type='DetTTAModel',
                  tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
                               max_per_img=100)))
-        cfg.setdefault(
-            'tta_pipeline',
-            [
-                dict(type='LoadImageFromFile'),
-                dict(type='TestTimeAug',
-                     transforms=[[
-                         dict(type='RandomFlip', prob=1.),
-                         dict(type='RandomFlip', prob=0.)
-                     ], [dict(type='PackDetInputs',
-                              meta_keys=('img_id', 'img_path', 'ori_shape',
-                                         'img_shape', 'scale_factor',
-                                         'flip', 'flip_direction'))]])
-            ])
+        if 'tta_pipeline' not in cfg:
+            cfg.tta_pipeline = _flip_tta_pipeline(
+                _innermost(cfg.test_dataloader.dataset).pipeline)
     if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
         raise ToolError('--tta needs tta_model and tta_pipeline in the '
                         'config')

@@ -6,7 +6,8 @@
     python tools/deployment/export_onnx.py configs/ssdlite/emo_1m_coco.py \\
         ssdlite.onnx --checkpoint work_dirs/emo_1m_coco/epoch_600.pth
 
-The graph has a dynamic batch size, height and width. BatchNorms are folded
+The graph has a dynamic batch size, height and width. Models that pool to
+fixed sizes (PSPNet's pyramid pooling) cannot be exported: a one-line error. BatchNorms are folded
 into the convolutions first (``EMO.switch_to_deploy``). For a config, the
 graph takes the raw image (N, 3, H, W) in the channel order the config reads
 (BGR for mmdet/mmseg files loaded by OpenCV) as float 0-255 and applies the
@@ -22,6 +23,7 @@ PyTorch; the export fails when the largest difference exceeds ``--atol``
 (relative to the output's magnitude when that is above 1).
 """
 import argparse
+import copy
 import os
 import os.path as osp
 import sys
@@ -181,9 +183,20 @@ def export(model, shape, names, path, opset):
         # padding; torch >= 2.9 warns that it is no longer the default.
         warnings.filterwarnings('ignore', category=DeprecationWarning)
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
-        torch.onnx.export(model, (inputs, ), path, input_names=['input'],
-                          output_names=names, dynamic_axes=dynamic,
-                          opset_version=opset, dynamo=False)
+        try:
+            torch.onnx.export(model, (inputs, ), path, input_names=['input'],
+                              output_names=names, dynamic_axes=dynamic,
+                              opset_version=opset, dynamo=False)
+        except torch.onnx.errors.SymbolicValueError as err:
+            if 'adaptive_avg_pool2d' not in str(err):
+                raise
+            # The window padding makes every size after the stem a traced
+            # expression, so even a fixed input size does not help.
+            raise ExportError('the model pools to fixed output sizes '
+                              '(adaptive_avg_pool2d, e.g. PSPNet\'s pyramid '
+                              'pooling), which torch\'s TorchScript ONNX '
+                              'exporter cannot trace behind EMO; export '
+                              'DeepLabV3 or the backbone instead') from None
 
 
 def compare(model, path, sizes, atol, raw_images: bool):
@@ -197,6 +210,9 @@ def compare(model, path, sizes, atol, raw_images: bool):
         with torch.no_grad():
             expected = [t.numpy() for t in model(x)]
         got = session.run(None, {'input': x.numpy()})
+        if len(got) != len(expected):
+            raise ExportError(f'ONNX Runtime gives {len(got)} outputs, '
+                              f'PyTorch {len(expected)}')
         diff = 0.0
         for i, (a, b) in enumerate(zip(got, expected)):
             if a.shape != b.shape:
@@ -231,16 +247,24 @@ def main(argv=None):
     else:
         raise ExportError(f'{args.model!r} is neither an EMO arch {ARCHES} '
                           'nor an existing config file')
+    # The check compares with the model as built, BatchNorms unfolded, so
+    # that a folding error fails it too.
+    reference = copy.deepcopy(model) if args.check != [] else None
     deploy(model)
     sizes = check_sizes(args, shape)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     tmp = args.out + '.part'
-    export(model, shape, names, tmp, args.opset)
+    try:
+        export(model, shape, names, tmp, args.opset)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
     print(f'traced at {shape[0]}x{shape[1]}; input: (N, 3, H, W) {expects}; '
           f'outputs: {", ".join(names)}')
     try:
         if sizes:
-            compare(model, tmp, sizes, args.atol, raw_images)
+            compare(reference, tmp, sizes, args.atol, raw_images)
             print(f'ONNX Runtime matches PyTorch within --atol {args.atol} '
                   f'at {len(sizes)} sizes')
     except ExportError:
