@@ -274,9 +274,12 @@ def refuse_to_overwrite(work_dir: str, resume: Optional[str]) -> None:
 
 
 def enable_amp(cfg: Config) -> None:
-    import torch
-    if not torch.cuda.is_available():
-        # mmengine's AmpOptimWrapper asserts a CUDA/NPU/MLU/MUSA device.
+    from mmengine.device import (is_cuda_available, is_mlu_available,
+                                 is_musa_available, is_npu_available)
+
+    # mmengine's AmpOptimWrapper asserts one of these devices.
+    if not (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available()):
         raise ToolError('--amp needs a GPU (mmengine\'s AmpOptimWrapper runs '
                         'on CUDA, NPU, MLU or MUSA devices); on the CPU, '
                         'train without --amp (fp32)')
