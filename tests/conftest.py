@@ -7,6 +7,16 @@ import pytest
 import torch
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# The variants' reference numbers, written once for every test: backbone
+# parameters; with the final norm and a 1000-class head (the authors'
+# classifiers, whose counts the fixtures confirm); the paper's FLOPs at 224
+# in millions.
+BACKBONE_PARAMS = {'1m': 1_191_832, '2m': 2_176_072, '5m': 4_819_272,
+                   '6m': 5_846_856}
+CLASSIFIER_PARAMS = {'1m': 1_361_168, '2m': 2_377_472, '5m': 5_108_848,
+                     '6m': 6_168_496}
+PAPER_FLOPS_M = {'1m': 261, '2m': 439, '5m': 903, '6m': 961}
 FIXTURES = osp.join(REPO_ROOT, '..', 'shared', 'fixtures')
 # The authors' code run on every variant, at the windows our configs use
 # (7 for ImageNet, 10 for detection, 16 for segmentation: padded at 200x248).

@@ -8,17 +8,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import emo_mm  # noqa: F401  (registers EMO)
 from emo_mm.models import EMO, WindowAttention
 from emo_mm.models.backbones.emo import iRMB
+from conftest import BACKBONE_PARAMS
 from emo_mm.models.checkpoint import authors_to_ours, ours_to_authors
-
-# Backbone parameters of the authors' models (classifier norm and head
-# excluded); 1M is checked against the fixtures' own count too.
-BACKBONE_PARAMS = {
-    '1m': 1_191_832,
-    '2m': 2_176_072,
-    '5m': 4_819_272,
-    '6m': 5_846_856
-}
-
 
 def count_params(module):
     return sum(p.numel() for p in module.parameters())

@@ -13,7 +13,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from mmpretrain.registry import MODELS
 
-from conftest import _fixtures_missing
+from conftest import CLASSIFIER_PARAMS, _fixtures_missing
 from conftest import run_python as run
 from emo_mm.datasets import make_shapes_imagenet
 from emo_mm.models.checkpoint import (authors_to_classifier,
@@ -25,13 +25,8 @@ DEMO = osp.join(REPO, 'configs', 'demo', 'emo_1m_shapes_cls.py')
 FIXTURE_DIR = osp.join(REPO, '..', 'shared', 'fixtures')
 
 # Backbone + final norm + 1000-class head; the paper's 1.3/2.3/5.1/6.1M.
-CONFIG_PARAMS = {
-    'emo_1m_in1k.py': 1_361_168,
-    'emo_2m_in1k.py': 2_377_472,
-    'emo_5m_in1k.py': 5_108_848,
-    'emo_6m_in1k.py': 6_168_496,
-}
-
+CONFIG_PARAMS = {f'emo_{arch}_in1k.py': count
+                 for arch, count in CLASSIFIER_PARAMS.items()}
 
 
 @pytest.fixture(scope='module')

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from conftest import PAPER_FLOPS_M
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'get_flops.py')
 SSDLITE_1M = osp.join(REPO_ROOT, 'configs', 'ssdlite', 'emo_1m_coco.py')
@@ -44,13 +46,12 @@ def test_print_one(get_flops, ssdlite_1m, capsys):
     assert 'paper:   2.3M params' in out
 
 
-@pytest.mark.parametrize('arch,paper', [('1m', 261e6), ('2m', 439e6),
-                                        ('5m', 903e6), ('6m', 961e6)])
-def test_backbone_flops_match_paper(get_flops, arch, paper):
+@pytest.mark.parametrize('arch', sorted(PAPER_FLOPS_M))
+def test_backbone_flops_match_paper(get_flops, arch):
     # The paper's FLOPs at 224x224 (multiply-adds of the classifier's
     # backbone), printed to three digits.
     flops = get_flops.count_backbone(arch)['flops']
-    assert flops == pytest.approx(paper, rel=0.002)
+    assert flops == pytest.approx(PAPER_FLOPS_M[arch] * 1e6, rel=0.002)
 
 
 def test_keep_ratio_shape(get_flops):

@@ -14,16 +14,12 @@ import torch
 from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from conftest import REPO_ROOT, run_command, run_python
+from conftest import (BACKBONE_PARAMS, CLASSIFIER_PARAMS, PAPER_FLOPS_M,
+                      REPO_ROOT, run_command, run_python)
 from emo_mm.models import EMO
 from emo_mm.utils import cli
 
 CLS_DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'emo_1m_shapes_cls.py')
-# Backbone / backbone + final norm + 1000-class head parameters; the
-# paper's FLOPs at 224 (test_get_flops.py asserts them on the counter).
-PARAMS = {'1m': (1_191_832, 1_361_168), '2m': (2_176_072, 2_377_472),
-          '5m': (4_819_272, 5_108_848), '6m': (5_846_856, 6_168_496)}
-PAPER_FLOPS = {'1m': 261, '2m': 439, '5m': 903, '6m': 961}
 
 
 def load_tool(*parts):
@@ -46,13 +42,14 @@ def cls_options(data_root):
 def check_smoke_table(out):
     """tools/smoke.py's rows: parameter counts, FLOPs near the paper's, five
     feature maps of the right strides, and the authors' layout loaded."""
-    for arch, (backbone, classifier) in PARAMS.items():
+    for arch, backbone in BACKBONE_PARAMS.items():
+        classifier = CLASSIFIER_PARAMS[arch]
         row = next(line for line in out.splitlines()
                    if line.startswith(arch + ' '))
         fields = row.split()
         assert fields[1] == f'{backbone / 1e6:.3f}M', row
         assert fields[2] == f'{classifier / 1e6:.3f}M', row
-        assert float(fields[3][:-1]) == pytest.approx(PAPER_FLOPS[arch],
+        assert float(fields[3][:-1]) == pytest.approx(PAPER_FLOPS_M[arch],
                                                       rel=0.002)
         shapes = re.findall(r'\((\d+), (\d+), (\d+)\)', row)
         assert [(int(h), int(w)) for _, h, w in shapes] == [
