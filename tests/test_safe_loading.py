@@ -101,8 +101,7 @@ def refused(kind, url):
     names = {'os_system': 'global posix.system', 'exec': 'global exec,',
              'getattr_chain': "getattr(<class 'mmengine.logging.history_"
                               "buffer.HistoryBuffer'>, '__init__')"}
-    return f'checkpoint {url} was refused: ' if kind is None else (
-        f'checkpoint {url} was refused', names[kind])
+    return f'checkpoint {url} was refused', names[kind]
 
 
 KINDS = ('os_system', 'exec', 'getattr_chain')
