@@ -13,6 +13,10 @@ try:  # detection add-ons, only where mmdet is installed
     from .models import ssd_head  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
+try:  # segmentation add-ons, only where mmseg is installed
+    from . import visualization  # noqa: F401  (LegendSegVisualizer)
+except ImportError:  # pragma: no cover
+    pass
 try:  # classification add-ons, only where mmpretrain is installed
     from .models import classifier  # noqa: F401
 except ImportError:  # pragma: no cover

@@ -1,21 +1,17 @@
-"""The tools' user-facing flags and scripts, each checked on what it does:
-tools/demo.sh (with smoke.py's table), get_flops.py --all, benchmark.py
---config/--dtype/--deploy, train.py --amp/--auto-scale-lr, test.py
---show-dir (classification)."""
+"""The tools' user-facing flags, each checked on what it does:
+get_flops.py --all, benchmark.py --config/--dtype/--deploy, train.py
+--amp/--auto-scale-lr, test.py --show-dir (classification)."""
 import glob
 import importlib.util
-import os
 import os.path as osp
 import re
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from conftest import (BACKBONE_PARAMS, CLASSIFIER_PARAMS, PAPER_FLOPS_M,
-                      REPO_ROOT, run_command, run_python)
+from conftest import REPO_ROOT, run_python
 from emo_mm.models import EMO
 from emo_mm.utils import cli
 
@@ -37,24 +33,6 @@ def cls_options(data_root):
             'val_dataloader.persistent_workers=False',
             'test_dataloader.num_workers=0',
             'test_dataloader.persistent_workers=False']
-
-
-def check_smoke_table(out):
-    """tools/smoke.py's rows: parameter counts, FLOPs near the paper's, five
-    feature maps of the right strides, and the authors' layout loaded."""
-    for arch, backbone in BACKBONE_PARAMS.items():
-        classifier = CLASSIFIER_PARAMS[arch]
-        row = next(line for line in out.splitlines()
-                   if line.startswith(arch + ' '))
-        fields = row.split()
-        assert fields[1] == f'{backbone / 1e6:.3f}M', row
-        assert fields[2] == f'{classifier / 1e6:.3f}M', row
-        assert float(fields[3][:-1]) == pytest.approx(PAPER_FLOPS_M[arch],
-                                                      rel=0.002)
-        shapes = re.findall(r'\((\d+), (\d+), (\d+)\)', row)
-        assert [(int(h), int(w)) for _, h, w in shapes] == [
-            (112, 112), (56, 56), (28, 28), (14, 14), (7, 7)]
-        assert f'-> EMO-{arch.upper()}: max |diff| 0.0e+00 OK' in out
 
 
 def test_get_flops_all_lists_every_config():
@@ -154,32 +132,7 @@ def test_auto_scale_lr_and_show_dir(tiny_shapes, tmp_path):
     import cv2
     for picture in pictures:
         drawn = cv2.imread(picture)
-        # The image with its predicted class written on it: not blank.
-        assert drawn is not None and drawn.size and drawn.std() > 1
-
-
-def test_demo_script_runs_end_to_end(tmp_path):
-    """tools/demo.sh cls, shortened: smoke check, data, training, test with
-    pictures and inference, written under EMO_MM_DEMO_DIR."""
-    env = dict(os.environ, EMO_MM_DEMO_DIR=str(tmp_path),
-               EMO_MM_DEMO_DATA_ARGS='--num-train-per-class 4 '
-               '--num-val-per-class 1')
-    proc = run_command(
-        ['bash', 'tools/demo.sh', 'cls', '--cfg-options',
-         'train_cfg.max_epochs=1', 'train_dataloader.num_workers=0',
-         'train_dataloader.persistent_workers=False',
-         'val_dataloader.num_workers=0',
-         'val_dataloader.persistent_workers=False'], env=env, timeout=900)
-    out = proc.stdout
-    check_smoke_table(out)
-    assert 'accuracy/top1' in out
-    work = glob.glob(str(tmp_path / 'work_dirs' / 'demo_cls' / '*'))
-    assert len(work) == 1
-    assert osp.isfile(osp.join(work[0], 'epoch_1.pth'))
-    assert glob.glob(osp.join(work[0], 'test_vis', '**', '*.png'),
-                     recursive=True)
-    assert glob.glob(osp.join(work[0], 'infer', 'vis', '*'))
-    assert not osp.exists(osp.join(REPO_ROOT, 'work_dirs', 'demo_cls',
-                                   osp.basename(work[0])))
-    assert np.isfinite(float(re.findall(r'accuracy/top1: ([\d.]+)',
-                                        out)[-1]))
+        # The image with its classes written on a copy enlarged from 64 px
+        # (the demo config's resize=256): readable, not blank.
+        assert drawn is not None and drawn.std() > 1
+        assert min(drawn.shape[:2]) >= 256, drawn.shape

@@ -39,7 +39,8 @@ case $TASK in
         DATA_DONE=$DATA/annotations/val.json
         IMAGE=$DATA/val/000000.png
         WORK=$OUT/work_dirs/demo_ssdlite
-        METRICS='COCO metrics above (coco/bbox_mAP...)';;
+        METRICS='COCO metrics above (coco/bbox_mAP...)'
+        SHOWS='each val image: ground truth (left) | the boxes scoring >= 0.3 (right), named with class and score';;
     seg)
         DATA=$OUT/data/scenes_ade20k
         DATA_ROOT=$DATA/
@@ -48,7 +49,8 @@ case $TASK in
         IMAGE=$DATA/images/validation/ADE_val_00000001.jpg
         DATA_DONE=$DATA/annotations/validation/ADE_val_00000050.png
         WORK=$OUT/work_dirs/demo_deeplabv3
-        METRICS='per-class IoU and mIoU above';;
+        METRICS='per-class IoU and mIoU above'
+        SHOWS='each val scene enlarged: ground truth (left) | prediction (right), with the legend of the nine classes';;
     cls)
         DATA=$OUT/data/shapes_imagenet
         DATA_ROOT=$DATA
@@ -57,7 +59,8 @@ case $TASK in
         IMAGE=$DATA/val/ILSVRC2012_val_00000001.JPEG
         DATA_DONE=$DATA/meta/val.txt
         WORK=$OUT/work_dirs/demo_cls
-        METRICS='accuracy/top1 and top5 above (EMA and *_origin: raw weights)';;
+        METRICS='accuracy/top1 and top5 above (EMA and *_origin: raw weights)'
+        SHOWS='each val image enlarged to 256 px, with its true and predicted class';;
     *)
         echo "error: unknown demo '$TASK'; expected 'det', 'seg' or 'cls'" >&2
         exit 2;;
@@ -85,4 +88,6 @@ CKPT=$(cat "$WORK/last_checkpoint")
 echo
 echo "demo: trained in $(( (trained - start) / 60 )) min $(( (trained - start) % 60 )) s;" \
      "checkpoint $CKPT"
-echo "demo: $METRICS; pictures in $WORK/test_vis/ and $WORK/infer/vis/"
+echo "demo: $METRICS"
+echo "demo: pictures in $WORK/test_vis/: $SHOWS"
+echo "demo: and $WORK/infer/vis/: tools/infer.py on $IMAGE"

@@ -25,6 +25,7 @@ from emo_mm.utils import cli
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                   '.tiff', '.webp')
 SUPPORTED_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+CLS_MIN_SIZE = 256  # shorter side of classification drawings, at least
 
 
 class UsageError(Exception):
@@ -136,14 +137,20 @@ def classify(inferencer, image):
     label = int(sample.pred_label)
     name = classes[label] if classes else str(label)
     print(f'{image}: {name} ({float(sample.pred_score[label]):.3f})')
+    picture = cv2.imread(image)[..., ::-1]
     visualizer = UniversalVisualizer()
+    # The text has a fixed pixel size: on a small image (the demo's are
+    # 64x64) it would cover the picture and be unreadable, so small images
+    # are drawn on a copy enlarged to CLS_MIN_SIZE on the shorter side.
+    resize = CLS_MIN_SIZE if min(picture.shape[:2]) < CLS_MIN_SIZE else None
     visualizer.visualize_cls(
-        cv2.imread(image)[..., ::-1],
+        picture,
         sample,
         classes=classes,
         draw_gt=False,
         draw_pred=True,
-        draw_score=True)
+        draw_score=True,
+        resize=resize)
     return visualizer.get_image()
 
 

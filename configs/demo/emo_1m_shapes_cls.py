@@ -71,5 +71,8 @@ custom_hooks = [
 ]
 default_hooks = dict(
     checkpoint=dict(interval=8, max_keep_ckpts=2),
-    logger=dict(interval=5))
+    logger=dict(interval=5),
+    # tools/test.py --show-dir: the true and predicted classes written on a
+    # copy enlarged to 256 px (on the 64 px image the text is unreadable).
+    visualization=dict(resize=256))
 auto_scale_lr = dict(base_batch_size=32)

@@ -4,7 +4,8 @@
 # single-process CPU run from scratch needs: plain BN that learns (no ImageNet
 # weights offline), 160x160 inputs with the anchors scaled to match (4x less
 # compute per image than 320x320, so 4x more steps in the same minutes), a
-# lighter augmentation, and an iteration-based schedule.
+# lighter augmentation, an iteration-based schedule, and the fastest exact
+# CPU layout (channels-last EMO, data loaded in the training process).
 _base_ = '../ssdlite/emo_1m_coco.py'
 
 data_root = 'data/shapes_coco/'
@@ -17,6 +18,8 @@ model = dict(
         norm_cfg=dict(type='BN'),
         norm_eval=False,
         drop_path_rate=0.0,
+        # Same values, ~9% less time per training step here.
+        channels_last=True,
         init_cfg=None),
     bbox_head=dict(
         num_classes=4,
@@ -46,8 +49,10 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=8,
-    num_workers=2,
-    persistent_workers=True,
+    # On 2 cores, loader processes take the cores from the training step:
+    # 0.45 s per iteration with 2 workers, 0.39 s without (measured).
+    num_workers=0,
+    persistent_workers=False,
     dataset=dict(
         _delete_=True,
         type='CocoDataset',
@@ -70,9 +75,11 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/val.json')
 test_evaluator = val_evaluator
 
-# Measured: SSDLite from scratch stays near chance for ~1000 iterations, then
-# learns (README, 'The built-in demo').
-max_iters = 2000
+# Measured: SSDLite-EMO from scratch stays at the loss of a constant
+# prediction for ~1000 iterations (EMO's attention stages start out blind to
+# position; without attention it learns from ~200), then learns: so as many
+# iterations as ~15 minutes allow (docs: 'The built-in demos').
+max_iters = 2400
 train_cfg = dict(
     _delete_=True,
     type='IterBasedTrainLoop',

@@ -1,0 +1,178 @@
+"""The three demos: tools/demo.sh end to end for each task at a reduced
+length (smoke table, data, training, test pictures, inference, the closing
+lines), and each demo config seeded so that a rerun repeats the run."""
+import glob
+import json
+import os
+import os.path as osp
+import re
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import (BACKBONE_PARAMS, CLASSIFIER_PARAMS, PAPER_FLOPS_M,
+                      REPO_ROOT, run_command, run_python)
+
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+# Per task: the config, data small enough for a test, the shortened schedule,
+# the metric the test prints and the checkpoint the short run ends with.
+DEMOS = {
+    'det': dict(
+        config='configs/demo/ssdlite_emo_1m_shapes.py',
+        data_args='--num-train 8 --num-val 3',
+        short=['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+               'train_dataloader.batch_size=4'],
+        metric=r'coco/bbox_mAP_50: ([\d.]+)',
+        work='demo_ssdlite',
+        checkpoint='iter_2.pth',
+        val_images='data/shapes_coco/val/*.png'),
+    'seg': dict(
+        config='configs/demo/deeplabv3_emo_1m_scenes.py',
+        data_args='--num-train 6 --num-val 2',
+        short=['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+               'train_dataloader.batch_size=4'],
+        metric=r'mIoU: ([\d.]+)',
+        work='demo_deeplabv3',
+        checkpoint='iter_2.pth',
+        val_images='data/scenes_ade20k/images/validation/*.jpg'),
+    'cls': dict(
+        config='configs/demo/emo_1m_shapes_cls.py',
+        data_args='--num-train-per-class 4 --num-val-per-class 1',
+        short=['train_cfg.max_epochs=1'],
+        metric=r'accuracy/top1: ([\d.]+)',
+        work='demo_cls',
+        checkpoint='epoch_1.pth',
+        val_images='data/shapes_imagenet/val/*.JPEG'),
+}
+
+
+def check_smoke_table(out):
+    """tools/smoke.py's rows: parameter counts, FLOPs near the paper's, five
+    feature maps of the right strides, and the authors' layout loaded."""
+    for arch, backbone in BACKBONE_PARAMS.items():
+        classifier = CLASSIFIER_PARAMS[arch]
+        row = next(line for line in out.splitlines()
+                   if line.startswith(arch + ' '))
+        fields = row.split()
+        assert fields[1] == f'{backbone / 1e6:.3f}M', row
+        assert fields[2] == f'{classifier / 1e6:.3f}M', row
+        assert float(fields[3][:-1]) == pytest.approx(PAPER_FLOPS_M[arch],
+                                                      rel=0.002)
+        shapes = re.findall(r'\((\d+), (\d+), (\d+)\)', row)
+        assert [(int(h), int(w)) for _, h, w in shapes] == [
+            (112, 112), (56, 56), (28, 28), (14, 14), (7, 7)]
+        assert f'-> EMO-{arch.upper()}: max |diff| 0.0e+00 OK' in out
+
+
+def check_pictures(task, pictures, images):
+    """What each task's test pictures must be to be read by a person."""
+    assert len(pictures) == len(images) > 0
+    for picture, image in zip(pictures, images):
+        drawn, source = cv2.imread(picture), cv2.imread(image)
+        assert drawn is not None and drawn.std() > 1, picture
+        height, width = source.shape[:2]
+        if task == 'det':  # ground truth | prediction, at the image's size
+            assert drawn.shape[:2] == (height, 2 * width), picture
+        elif task == 'seg':  # enlarged panels and a legend strip below
+            factor = -(-360 // min(height, width))
+            assert drawn.shape[1] == 2 * factor * width, picture
+            assert drawn.shape[0] > factor * height + 40, picture
+            legend = drawn[factor * height:]
+            assert (legend == 255).all(-1).mean() > 0.5  # a white strip
+        else:  # the 64 px image drawn on a copy enlarged to 256
+            assert min(drawn.shape[:2]) >= 256, (picture, drawn.shape)
+
+
+@pytest.mark.parametrize('task', sorted(DEMOS))
+def test_demo_script_runs_end_to_end(task, tmp_path):
+    """tools/demo.sh TASK, shortened: smoke check, data, training, test with
+    pictures and inference, written under EMO_MM_DEMO_DIR; it ends saying
+    where the pictures are and what they show."""
+    demo = DEMOS[task]
+    env = dict(os.environ, EMO_MM_DEMO_DIR=str(tmp_path),
+               EMO_MM_DEMO_DATA_ARGS=demo['data_args'])
+    out = run_command(
+        ['bash', 'tools/demo.sh', task, '--cfg-options', *demo['short'],
+         'train_dataloader.num_workers=0',
+         'train_dataloader.persistent_workers=False',
+         'val_dataloader.num_workers=0',
+         'val_dataloader.persistent_workers=False'], env=env,
+        timeout=900).stdout
+    check_smoke_table(out)
+    assert np.isfinite(float(re.findall(demo['metric'], out)[-1]))
+    work, = glob.glob(str(tmp_path / 'work_dirs' / demo['work'] / '*'))
+    assert osp.isfile(osp.join(work, demo['checkpoint']))
+    assert not osp.exists(
+        osp.join(REPO_ROOT, 'work_dirs', demo['work'], osp.basename(work)))
+
+    images = sorted(glob.glob(str(tmp_path / demo['val_images'])))
+    pictures = sorted(glob.glob(osp.join(work, 'test_vis', '**', '*.png'),
+                                recursive=True))
+    check_pictures(task, pictures, images)
+    inferred, = glob.glob(osp.join(work, 'infer', 'vis', '*.png'))
+    assert min(cv2.imread(inferred).shape[:2]) >= (
+        256 if task == 'cls' else 100)
+
+    lines = out.splitlines()
+    assert any(re.fullmatch(r'demo: trained in \d+ min \d+ s; checkpoint '
+                            + re.escape(work) + r'/\S+\.pth', line)
+               for line in lines)
+    shows = next(line for line in lines
+                 if line.startswith(f'demo: pictures in {work}/test_vis/: '))
+    assert {'det': 'the boxes scoring >= 0.3', 'seg': 'legend of the nine '
+            'classes', 'cls': 'true and predicted class'}[task] in shows
+    assert f'demo: and {work}/infer/vis/: tools/infer.py on ' in out
+
+
+def scalars(work_dir):
+    """The training losses and the validation metrics a run logged."""
+    path, = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    with open(path) as f:
+        rows = [json.loads(line) for line in f]
+    return [{k: v for k, v in row.items() if 'time' not in k and k != 'eta'}
+            for row in rows]
+
+
+@pytest.fixture(scope='module')
+def demo_data(tmp_path_factory):
+    """Each demo's generated data, small (made through the tools)."""
+    root = tmp_path_factory.mktemp('demo_data')
+    makers = {'det': ('make_demo_coco.py', 'data/shapes_coco'),
+              'seg': ('make_demo_ade20k.py', 'data/scenes_ade20k'),
+              'cls': ('make_demo_imagenet.py', 'data/shapes_imagenet')}
+    roots = {}
+    for task, (script, folder) in makers.items():
+        roots[task] = str(root / folder)
+        run_python(osp.join('tools', 'misc', script), roots[task],
+                   *DEMOS[task]['data_args'].split())
+    return roots
+
+
+@pytest.mark.parametrize('task', sorted(DEMOS))
+def test_demo_rerun_repeats_the_run(task, demo_data, tmp_path):
+    """Every demo is seeded: trained twice (with a data-loading worker, so
+    that augmentation in workers is covered), the runs log the same losses
+    and metrics and end with the same weights."""
+    demo = DEMOS[task]
+    root = demo_data[task] + ('' if task == 'cls' else '/')
+    options = ['--cfg-options', f'data_root={root}', *demo['short'],
+               *(f'{loader}.num_workers=1' for loader in LOADERS),
+               *(f'{loader}.persistent_workers=False' for loader in LOADERS),
+               'default_hooks.logger.interval=1']
+    runs = []
+    for name in ('first', 'again'):
+        work = str(tmp_path / name)
+        run_python('tools/train.py', demo['config'], '--work-dir', work,
+                   *options)
+        state = torch.load(osp.join(work, demo['checkpoint']),
+                           weights_only=True)['state_dict']
+        runs.append((scalars(work), state))
+    (logged, weights), (logged_again, weights_again) = runs
+    assert any('loss' in row for row in logged)
+    assert logged == logged_again
+    assert weights.keys() == weights_again.keys()
+    changed = [k for k in weights
+               if not torch.equal(weights[k], weights_again[k])]
+    assert not changed, changed[:5]
