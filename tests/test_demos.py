@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from emo_mm.utils.safe_load import load
 from conftest import (BACKBONE_PARAMS, CLASSIFIER_PARAMS, PAPER_FLOPS_M,
                       REPO_ROOT, run_command, run_python)
 
@@ -166,8 +167,8 @@ def test_demo_rerun_repeats_the_run(task, demo_data, tmp_path):
         work = str(tmp_path / name)
         run_python('tools/train.py', demo['config'], '--work-dir', work,
                    *options)
-        state = torch.load(osp.join(work, demo['checkpoint']),
-                           weights_only=True)['state_dict']
+        checkpoint = osp.join(work, demo['checkpoint'])
+        state = load(checkpoint, checkpoint)['state_dict']
         runs.append((scalars(work), state))
     (logged, weights), (logged_again, weights_again) = runs
     assert any('loss' in row for row in logged)
