@@ -364,3 +364,28 @@ def test_pretrained_argument_for_mmseg(tmp_path):
     torch.save(source.state_dict(), path)
     model = EMO(arch='1m', pretrained=str(path))
     assert model.init_cfg == dict(type='Pretrained', checkpoint=str(path))
+
+
+def test_zero_init_attn_proj_starts_attending_blocks_as_identity():
+    torch.manual_seed(0)
+    model = EMO(arch='1m', out_indices=(2, 3, 4), zero_init_attn_proj=True)
+    model.init_weights()
+    blocks = [m for m in model.modules() if isinstance(m, iRMB)]
+    attending = [m for m in blocks if m.attn is not None]
+    assert len(attending) == 7 + 2  # EMO-1M: stages 3 and 4 after the first
+    for block in blocks:
+        zero = not block.proj.weight.any()
+        assert zero == (block.attn is not None)
+    # Each attending block returns its input; so the stage outputs are
+    # those of the first blocks alone.
+    model.eval()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        for block in attending:
+            y = torch.randn(1, block.proj.out_channels, 6, 6)
+            torch.testing.assert_close(block(y), y, rtol=0, atol=0)
+    default = EMO(arch='1m')
+    default.init_weights()
+    assert all(m.proj.weight.any() for m in default.modules()
+               if isinstance(m, iRMB))
+    assert model(x)[0].shape == (1, 48, 12, 12)

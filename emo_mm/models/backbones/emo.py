@@ -336,6 +336,16 @@ class EMO(BaseModule):
             the outputs are channels-last tensors of the same NCHW shape and
             values. On CPUs it makes the 1x1 convolutions several times
             faster (``tools/analysis/benchmark.py``). Defaults to False.
+        zero_init_attn_proj (bool): For training from scratch: zero the
+            output projection of every attending block, so that it starts as
+            the identity. At initialisation the window attention is uniform
+            and the whole block branch sees a map that is constant within
+            each window, blind to position; detection heads then see that
+            noise instead of the local features and stay at chance for about
+            1000 steps (README, 'Why the detection demo learns slowly'). Pair
+            it with a low ``lr_mult`` on those projections: AdamW moves a
+            zero weight by about the lr per step. Ignored when weights are
+            loaded. Defaults to False (the authors' initialisation).
         pretrained (str, optional): Deprecated spelling of
             ``init_cfg=dict(type='Pretrained', checkpoint=...)``, passed by
             mmseg's ``EncoderDecoder``. Defaults to None.
@@ -402,6 +412,7 @@ class EMO(BaseModule):
                  final_norm: bool = False,
                  fused_attn: bool = True,
                  channels_last: bool = False,
+                 zero_init_attn_proj: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[dict, list]] = None):
         if pretrained is not None:
@@ -424,6 +435,7 @@ class EMO(BaseModule):
         self.channels_last = channels_last
         self.deploy = False
         self.norm_eval = norm_eval
+        self.zero_init_attn_proj = zero_init_attn_proj
         self.final_norm = final_norm
         self.bn_cfg = {'eps': NORM_EPS, **norm_cfg}
         arch = self.arch
@@ -575,6 +587,10 @@ class EMO(BaseModule):
             self._is_init = True
             return
         super().init_weights()
+        if self.zero_init_attn_proj:
+            for m in self.modules():
+                if isinstance(m, iRMB) and m.attn is not None:
+                    nn.init.zeros_(m.proj.weight)
 
     # ------------------------------------------------------------- training
     def _freeze_stages(self):
