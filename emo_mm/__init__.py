@@ -4,25 +4,26 @@ Importing the package (``custom_imports=dict(imports=['emo_mm'])``) registers
 ``EMO`` in MMEngine's root ``MODELS`` registry, so every downstream scope finds
 it, and makes every checkpoint load (paths and URLs, ``load_from``, ``--resume``,
 ``init_cfg``) unpickle with ``weights_only=True`` (:mod:`emo_mm.utils.safe_load`).
+
+Where things are: the blocks and the backbone in ``models/backbones/emo.py``,
+checkpoint key layouts in ``models/checkpoint.py``, per-codebase behaviour in
+``codebases.py``, config reading in ``config.py``, the runner, hooks and CPU
+distributed training in ``engine/``, counting and timing in ``analysis/``,
+BN folding and ONNX export in ``deployment.py``.
 """
-from . import engine  # noqa: F401  (CPU DDP, RandomStateHook, TimmCosineLR)
+from . import engine  # noqa: F401  (runner hooks, CPU DDP, TimmCosineLR)
+from .errors import CheckpointRefused, UserError
 from .models import EMO  # noqa: F401  (registers the backbone)
 from .utils import secure_checkpoint_loading
+from .version import __version__
 
-try:  # detection add-ons, only where mmdet is installed
-    from .models import ssd_head  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+# Registered by name; mmdet and mmpretrain are imported when they are built.
+from .models import classifiers, dense_heads  # noqa: F401
 try:  # segmentation add-ons, only where mmseg is installed
     from . import visualization  # noqa: F401  (LegendSegVisualizer)
 except ImportError:  # pragma: no cover
     pass
-try:  # classification add-ons, only where mmpretrain is installed
-    from .models import classifier  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
-from .version import __version__
 
 secure_checkpoint_loading()
 
-__all__ = ['__version__', 'EMO']
+__all__ = ['__version__', 'EMO', 'UserError', 'CheckpointRefused']

@@ -55,18 +55,18 @@ def _torch_threads():
     yield
 
 
-def run_python(*args, check=True, timeout=600, env=None):
-    """Run ``python ARGS`` in the repository root, stdout and stderr merged;
-    with ``check``, a non-zero exit fails the test with the output's end. A
-    run past ``timeout`` seconds is killed and fails the test (CI must not
-    hang)."""
+def run_python(*args, check=True, timeout=600, env=None, cwd=REPO_ROOT):
+    """Run ``python ARGS`` in ``cwd`` (the repository root), stdout and
+    stderr merged; with ``check``, a non-zero exit fails the test with the
+    output's end. A run past ``timeout`` seconds is killed and fails the test
+    (CI must not hang)."""
     return run_command([sys.executable, *args], check=check,
-                       timeout=timeout, env=env)
+                       timeout=timeout, env=env, cwd=cwd)
 
 
-def run_command(command, check=True, timeout=600, env=None):
+def run_command(command, check=True, timeout=600, env=None, cwd=REPO_ROOT):
     try:
-        proc = subprocess.run(command, cwd=REPO_ROOT, text=True, env=env,
+        proc = subprocess.run(command, cwd=cwd, text=True, env=env,
                               stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, timeout=timeout)
     except subprocess.TimeoutExpired as err:
@@ -98,11 +98,76 @@ def run_torchrun(command, env, timeout=600, tries=3):
 @pytest.fixture(scope='session')
 def tiny_shapes(tmp_path_factory):
     """The classification demo's data, 6 training images per class (48)."""
-    from emo_mm.datasets import make_shapes_imagenet
+    from emo_mm.demo_data import make_shapes_imagenet
     root = tmp_path_factory.mktemp('shapes')
     make_shapes_imagenet(str(root), num_train_per_class=6,
                          num_val_per_class=1)
     return str(root)
+
+
+@pytest.fixture(scope='session')
+def tiny_imagenet(tmp_path_factory):
+    """ImageNet-format shapes: 2 training and 1 val image per class, 64 px."""
+    from emo_mm.demo_data import make_shapes_imagenet
+    root = tmp_path_factory.mktemp('shapes_imagenet')
+    make_shapes_imagenet(str(root), num_train_per_class=2,
+                         num_val_per_class=1, image_size=64, seed=1)
+    return str(root)
+
+
+@pytest.fixture(scope='session')
+def tiny_coco(tmp_path_factory):
+    """COCO-format shapes: 8 training and 4 val images."""
+    from emo_mm.demo_data import make_shapes_coco
+    root = tmp_path_factory.mktemp('shapes_coco')
+    make_shapes_coco(str(root), num_train=8, num_val=4, seed=1)
+    return str(root) + '/'
+
+
+@pytest.fixture(scope='session')
+def tiny_scenes(tmp_path_factory):
+    """ADE20K-format scenes: 6 training and 3 val images, and the class
+    counts the generator returned."""
+    from emo_mm.demo_data import make_scenes_ade20k
+    root = tmp_path_factory.mktemp('scenes')
+    counts = make_scenes_ade20k(str(root), num_train=6, num_val=3, seed=1)
+    return str(root) + '/', counts
+
+
+# Loaders in the main process, so that runs are quick and repeatable.
+LOADER_OPTIONS = [
+    'train_dataloader.num_workers=0',
+    'train_dataloader.persistent_workers=False',
+    'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+    'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'
+]
+AUTHORS_LOGS = osp.join(REPO_ROOT, '..', 'shared', 'reference',
+                        'authors_training_logs')
+
+
+def logged_settings(variant):
+    """The `key : value` rows at the head of the authors' ImageNet log of
+    EMO-<variant>."""
+    import ast
+    import re
+    name = f'ImageNet_EMO_{variant.upper()}.txt'
+    path = osp.join(AUTHORS_LOGS, name)
+    if not osp.exists(path):
+        _fixtures_missing(name)
+    rows = {}
+    with open(path) as f:
+        for line in f:
+            match = re.match(r'^(\S+)\s+: (.*?)\s*$', line)
+            if match is None:
+                if rows:
+                    break  # the end of the settings block
+                continue
+            key, text = match.groups()
+            try:
+                rows[key] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                rows[key] = text  # e.g. transforms holding enum reprs
+    return rows
 
 
 def free_port() -> int:
@@ -110,3 +175,69 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+def stored_state_dict(name='emo_1m_w7_224x224.pt'):
+    """A fixture's state dict as stored (fp16), not cast like
+    :func:`authors_fixture`'s."""
+    from collections import OrderedDict
+    path = osp.join(FIXTURES, name)
+    if not osp.exists(path):
+        _fixtures_missing(name)
+    return OrderedDict(torch.load(path, weights_only=True)['state_dict'])
+
+
+@pytest.fixture
+def authors_net_pth(tmp_path):
+    """EMO-1M's fixture weights saved as the authors' flat net.pth."""
+    path = str(tmp_path / 'net.pth')
+    torch.save(stored_state_dict(), path)  # fp16: loading casts
+    return path
+
+
+def save_authors_checkpoint(state_dict, path, wrap=None, module_prefix=False):
+    """Save a state dict as the authors' net.pth, optionally wrapped under
+    ``wrap`` and with DDP's ``module.`` prefixes."""
+    if module_prefix:
+        state_dict = {f'module.{k}': v for k, v in state_dict.items()}
+    torch.save(state_dict if wrap is None else {wrap: state_dict}, path)
+    return str(path)
+
+
+def build_cpu_model(config, **backbone):
+    """``configs/<config>``'s model as tests run it on the CPU: BN for SyncBN
+    (no process group here), no download of the ImageNet weights, no drop
+    path (deterministic losses); ``backbone`` overrides more. Returns
+    ``(cfg, model)``."""
+    import copy
+    import importlib
+
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from emo_mm.config import sync_bn_to_bn
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', config))
+    sync_bn_to_bn(cfg.model)
+    cfg.model.backbone.update(init_cfg=None, drop_path_rate=0.0, **backbone)
+    init_default_scope(cfg.default_scope)
+    registry = importlib.import_module(f'{cfg.default_scope}.registry')
+    # A copy: mmseg's EncoderDecoder writes `pretrained` into its config.
+    model = registry.MODELS.build(copy.deepcopy(cfg.model))
+    model.init_weights()
+    return cfg, model
+
+
+def train_steps(model, batch, steps, lr):
+    """``steps`` AdamW steps of ``model`` (in train mode) on one ``batch``;
+    the losses and the last step's logged values."""
+    model.train()
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss, log_vars = model.parse_losses(model(**batch, mode='loss'))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, log_vars

@@ -9,6 +9,9 @@
 #                       (default: ${XDG_CACHE_HOME:-~/.cache}/emo_mm/wheels)
 #   PYTHON              interpreter used to create the environment (default: python3)
 #
+# Every package is installed at its exact version in requirements/constraints.txt (the
+# lock; setup.py declares only ranges), so the environment is the same on every machine.
+#
 # mmcv 2.1.0 exists only as a source package and its C++ ops are compiled against the
 # installed torch. pip's own wheel cache keys on the source package alone, so it would
 # silently hand back a wheel built for another torch; we bypass it (--no-cache-dir) and
@@ -18,7 +21,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${EMO_MM_VENV:-$ROOT/.venv}
 WHEEL_CACHE=${EMO_MM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/emo_mm/wheels}
-MMCV_VERSION=2.1.0
+LOCK=$ROOT/requirements/constraints.txt
+MMCV_VERSION=$(sed -n 's/^mmcv==\([^ #]*\).*/\1/p' "$LOCK")
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
@@ -39,15 +43,15 @@ fi
 PY=$VENV/bin/python
 # pip warns about every missing folder of this machine's local index; keep those out.
 quiet_pip() { "$PY" -m pip "$@" 2> >(grep -v "^WARNING: Location '" >&2); }
-pip_install() { quiet_pip install --disable-pip-version-check -q "$@"; }
+pip_install() { quiet_pip install --disable-pip-version-check -q -c "$LOCK" "$@"; }
 
-# Build tools first: setuptools bounds are explained in requirements/runtime.txt; ninja
-# lets the mmcv build use both cores.
-pip_install "$(grep -E '^setuptools' "$ROOT/requirements/runtime.txt")" wheel ninja
+# Build tools first: setuptools bounds are explained in requirements/constraints.txt;
+# ninja lets the mmcv build use both cores.
+pip_install setuptools wheel ninja
 
 # torch before mmcv: mmcv compiles against it.
 log "installing torch"
-pip_install $(grep -E '^(torch|torchvision)==' "$ROOT/requirements/runtime.txt")
+pip_install torch torchvision
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
 PY_TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 MMCV_CACHE=$WHEEL_CACHE/torch-$TORCH_VERSION-$PY_TAG
@@ -86,7 +90,9 @@ if [[ "$(cat "$MMCV_MARKER" 2>/dev/null)" != "$TORCH_VERSION" ]]; then
 fi
 
 log "installing the OpenMMLab stack and test tools"
-pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+pip_install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/det.txt" \
+    -r "$ROOT/requirements/seg.txt" -r "$ROOT/requirements/cls.txt" \
+    -r "$ROOT/requirements/tests.txt"
 pip_install --no-deps --no-build-isolation -e "$ROOT"
 
 # Fail here, not in the first test, if anything is off (mmcv.ops loads the compiled ops).

@@ -14,27 +14,10 @@ import os.path as osp
 import tempfile
 
 import torch
-from mmengine.analysis import FlopAnalyzer
 
 import emo_mm
+from emo_mm.analysis import PAPER, count_backbone
 from emo_mm.models import EMO, ours_to_authors
-
-PAPER = {  # params (backbone + classifier) and FLOPs at 224, from the paper
-    '1m': ('1.3M', '261M'),
-    '2m': ('2.3M', '439M'),
-    '5m': ('5.1M', '903M'),
-    '6m': ('6.1M', '961M'),
-}
-
-
-def count_flops(model, size):
-    model = model.eval()
-    for m in model.modules():
-        if hasattr(m, 'fused_attn'):
-            m.fused_attn = False
-    analyzer = FlopAnalyzer(model, torch.randn(1, 3, size, size))
-    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    return analyzer.total()
 
 
 def check_authors_checkpoint(arch, size, workdir):
@@ -72,15 +55,12 @@ def main():
         model = EMO(arch=arch, out_indices=(0, 1, 2, 3, 4)).eval()
         params = sum(p.numel() for p in model.parameters())
         # The paper's counts include the final norm and a 1000-class head.
-        classifier = EMO(arch=arch, final_norm=True)
-        width = model.out_channels[-1]
-        with_head = sum(p.numel() for p in classifier.parameters()) + \
-            1000 * (width + 1)
-        flops = count_flops(classifier, size) + 1000 * width
+        classifier = count_backbone(arch, size)
+        with_head, flops = classifier['params'], classifier['flops']
         with torch.no_grad():
             outs = model(torch.randn(1, 3, size, size))
         shapes = ' '.join(str(tuple(o.shape[1:])) for o in outs)
-        paper = '{} / {}'.format(*PAPER[arch])
+        paper = '{} / {}'.format(*PAPER[f'imagenet/emo_{arch}'])
         print(f'{arch:<5}{params / 1e6:>9.3f}M{with_head / 1e6:>8.3f}M'
               f'{flops / 1e6:>8.1f}M{paper:>16}  {shapes}')
     print('backbone: EMO parameters; +head: with the final norm and a '

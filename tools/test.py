@@ -7,11 +7,11 @@ config that imports emo_mm, and print its metrics.
 Multi-GPU runs go through torchrun: tools/dist_test.sh.
 """
 import argparse
-import sys
 
-from mmengine.config import DictAction
-
-from emo_mm.utils import cli
+from emo_mm.errors import run_tool
+from emo_mm.config import load_config
+from emo_mm.engine import runner as tool
+from emo_mm.utils import check_checkpoint
 
 
 def parse_args():
@@ -19,65 +19,44 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file or URL')
     parser.add_argument('--work-dir', help='where the test logs go')
-    parser.add_argument(
-        '--out', help='dump the predictions to this pickle file')
-    parser.add_argument(
-        '--show', action='store_true', help='show results in a window')
-    parser.add_argument(
-        '--show-dir', help='write pictures of the predictions here')
-    parser.add_argument(
-        '--wait-time', type=float, default=2, help='seconds per --show')
-    parser.add_argument(
-        '--tta', action='store_true', help='test-time augmentation')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, e.g. data_root=/data/coco/')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    cli.set_local_rank(args.local_rank)
-    return args
-
-
-def add_dump_metric(runner, scope, out):
-    if not out.endswith(('.pkl', '.pickle')):
-        raise cli.ToolError(f'--out {out} must be a .pkl or .pickle file')
-    if scope == 'mmdet':
-        from mmdet.evaluation import DumpDetResults as Dump
-    else:
-        from mmengine.evaluator import DumpResults as Dump
-    runner.test_evaluator.metrics.append(Dump(out_file_path=out))
+    parser.add_argument('--out',
+                        help='dump the predictions to this pickle file')
+    parser.add_argument('--show',
+                        action='store_true',
+                        help='show results in a window')
+    parser.add_argument('--show-dir',
+                        help='write pictures of the predictions here')
+    parser.add_argument('--wait-time',
+                        type=float,
+                        default=2,
+                        help='seconds per --show')
+    parser.add_argument('--tta',
+                        action='store_true',
+                        help='test-time augmentation')
+    tool.add_common_arguments(parser, 'data_root=/data/coco/')
+    return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    cfg = cli.load_config(args.config, args.cfg_options)
-    cli.check_checkpoint(args.checkpoint)
-    cli.check_data_root(cfg, 'test_dataloader')
-    cli.setup_launcher(cfg, args.launcher)
+    cfg = load_config(args.config, args.cfg_options)
+    check_checkpoint(args.checkpoint)
+    tool.check_data_root(cfg, 'test_dataloader')
+    tool.setup_launcher(cfg, args.launcher, args.local_rank)
     cfg.work_dir = (args.work_dir or cfg.get('work_dir')
-                    or cli.default_work_dir(args.config))
+                    or tool.default_work_dir(args.config))
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
-        cli.enable_visualization(cfg, args.show, args.show_dir,
-                                 args.wait_time)
+        tool.enable_visualization(cfg, args.show, args.show_dir,
+                                  args.wait_time)
     if args.tta:
-        cli.enable_tta(cfg)
+        tool.enable_tta(cfg)
 
-    runner = cli.build_runner(cfg)
+    runner = tool.build_runner(cfg)
     if args.out:
-        add_dump_metric(runner, cfg.default_scope, args.out)
+        tool.add_dump_metric(runner, args.out)
     runner.test()
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except cli.USER_ERRORS as err:
-        sys.exit(f'error: {err}')
+    run_tool(main)

@@ -1,8 +1,11 @@
 from .distributed import (CPUDistributedDataParallel, GlooSyncBatchNorm,
                           init_cpu_process_group, use_cpu_ddp)
-from .hooks import RandomStateHook
+from .hooks import AuthorsCheckpointHook, RandomStateHook
+from .runner import ToolRunner, build_runner
 from .schedulers import TimmCosineLR
 
-__all__ = ['CPUDistributedDataParallel', 'GlooSyncBatchNorm',
-           'RandomStateHook', 'TimmCosineLR', 'init_cpu_process_group',
-           'use_cpu_ddp']
+__all__ = [
+    'AuthorsCheckpointHook', 'CPUDistributedDataParallel',
+    'GlooSyncBatchNorm', 'RandomStateHook', 'TimmCosineLR', 'ToolRunner',
+    'build_runner', 'init_cpu_process_group', 'use_cpu_ddp'
+]

@@ -12,6 +12,7 @@ pytorch`` on a machine without GPUs, and both are handled here:
 
 On GPUs nothing here is used.
 """
+import atexit
 import os
 from datetime import timedelta
 
@@ -35,6 +36,15 @@ def init_cpu_process_group(timeout_s: int = 1800) -> None:
     if not dist.is_initialized():
         dist.init_process_group(
             backend='gloo', timeout=timedelta(seconds=timeout_s))
+        # Left to interpreter shutdown, gloo's threads can outlive the group
+        # and abort the process ("terminate called without an active
+        # exception", seen under load after a finished test run).
+        atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class GlooSyncBatchNorm(_BatchNorm):

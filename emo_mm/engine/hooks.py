@@ -1,4 +1,6 @@
-"""Hooks that make resumed training runs repeat uninterrupted ones."""
+"""Runner hooks: exact resume (:class:`RandomStateHook`) and loading the
+authors' flat checkpoints like mmengine's (:class:`AuthorsCheckpointHook`).
+"""
 import random
 
 import numpy as np
@@ -6,6 +8,9 @@ import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
+
+from ..models.checkpoint import (authors_to_classifier, extract_state_dict,
+                                 is_authors_layout)
 
 
 def _get_states() -> dict:
@@ -119,3 +124,25 @@ class RandomStateHook(Hook):
             self._pending = None
             runner.logger.info('restored the random generators\' states '
                                'from the resumed checkpoint')
+
+
+@HOOKS.register_module()
+class AuthorsCheckpointHook(Hook):
+    """Let the runner load the authors' flat ``net.pth`` like its own files.
+
+    ``load_from``/``tools/test.py CONFIG net.pth`` hand the loaded
+    checkpoint to every hook's ``after_load_checkpoint`` before the model
+    gets it, and mmpretrain's ``EMAHook`` reads ``checkpoint['state_dict']``
+    there, which a flat authors' file lacks. This hook runs first and wraps
+    such a file, renamed to the classifier's keys, as ``state_dict``.
+    mmengine checkpoints are left as they are.
+    """
+
+    priority = 'VERY_HIGH'  # before EMAHook (NORMAL / ABOVE_NORMAL)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state_dict = extract_state_dict(checkpoint)
+        if not is_authors_layout(state_dict):
+            return
+        checkpoint.clear()
+        checkpoint['state_dict'] = authors_to_classifier(state_dict)

@@ -7,16 +7,15 @@ modules after OpenMMLab conventions instead, so keys are mapped here, in both
 directions, with a fixed list of renames.
 """
 import logging
-import pickle
 import re
 from collections import OrderedDict
 from typing import Dict, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import CheckpointLoader
 
-from ..utils.safe_load import CheckpointRefused
+from ..errors import UserError
+from ..utils.safe_load import read_checkpoint
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -25,7 +24,8 @@ _AUTHORS_TO_OURS = [
     (r'^stage0\.0\.convs\.0\.0\.', 'stages.0.0.conv.'),
     (r'^stage0\.0\.convs\.0\.1\.', 'stages.0.0.bn.'),
     (r'^stage(\d)\.', r'stages.\1.'),
-    (r'(^|\.)norm\.norm\.', r'\1norm.'),  # their LayerNorm2d wraps nn.LayerNorm
+    (r'(^|\.)norm\.norm\.',
+     r'\1norm.'),  # their LayerNorm2d wraps nn.LayerNorm
     (r'\.qk\.conv\.', '.attn.qk.'),
     (r'\.proj\.conv\.', '.proj.'),
     (r'\.conv_local\.norm\.', '.conv_local.bn.'),
@@ -81,15 +81,15 @@ def extract_state_dict(checkpoint) -> StateDict:
     or ``net``, and drops DDP's ``module.`` prefixes.
     """
     for wrapper in ('state_dict', 'model', 'net'):
-        if isinstance(checkpoint, dict) and isinstance(
-                checkpoint.get(wrapper), dict):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(wrapper),
+                                                       dict):
             checkpoint = checkpoint[wrapper]
             break
     if not isinstance(checkpoint, dict):
-        raise ValueError('checkpoint holds no state dict (found '
-                         f'{type(checkpoint).__name__})')
-    return OrderedDict((re.sub(r'^module\.', '', k), v)
-                       for k, v in checkpoint.items())
+        raise UserError('checkpoint holds no state dict (found '
+                        f'{type(checkpoint).__name__})')
+    return OrderedDict(
+        (re.sub(r'^module\.', '', k), v) for k, v in checkpoint.items())
 
 
 def variant_signature(state_dict: StateDict) -> Tuple:
@@ -110,33 +110,26 @@ def variant_signature(state_dict: StateDict) -> Tuple:
             tuple(channels))
 
 
-def describe_variant(signature: Tuple) -> str:
-    from .backbones.emo import EMO
-    for name, arch in EMO.arch_settings.items():
+def find_arch(signature: Tuple, arch_settings: dict) -> Optional[str]:
+    """The name in ``arch_settings`` (a backbone's presets) whose stem
+    width, depths and widths are ``signature``, or None."""
+    for name, arch in arch_settings.items():
         if signature == (arch['stem_channels'], tuple(arch['depths']),
                          tuple(arch['channels'])):
-            return f'EMO-{name.upper()}'
+            return name
+    return None
+
+
+def describe_variant(signature: Tuple,
+                     arch_settings: dict,
+                     family: str = 'EMO') -> str:
+    """``'EMO-5M'`` for a preset's signature, else its numbers."""
+    name = find_arch(signature, arch_settings)
+    if name is not None:
+        return f'{family}-{name.upper()}'
     stem, depths, channels = signature
-    return (f'an EMO of stem width {stem}, depths {list(depths)} and '
+    return (f'an {family} of stem width {stem}, depths {list(depths)} and '
             f'widths {list(channels)}')
-
-
-def read_checkpoint(filename: str, map_location='cpu'):
-    """Load any checkpoint file or URL (weights-only, see
-    :mod:`emo_mm.utils.safe_load`), with errors that name the file."""
-    try:
-        return CheckpointLoader.load_checkpoint(
-            filename, map_location=map_location)
-    except CheckpointRefused:
-        raise  # already one line naming the file and the refused global
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f'checkpoint {filename} does not exist') \
-            from err
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError,
-            OSError) as err:
-        raise ValueError(f'could not read checkpoint {filename}: it is '
-                         f'corrupt, truncated or not a PyTorch checkpoint '
-                         f'({type(err).__name__}: {err})') from err
 
 
 def load_backbone_checkpoint(backbone,
@@ -156,7 +149,7 @@ def load_backbone_checkpoint(backbone,
             ``'current'``.
 
     Raises:
-        ValueError: The file cannot be read, holds no EMO weights, or holds
+        UserError: The file cannot be read, holds no EMO weights, or holds
             another EMO variant than ``backbone``.
     """
     state_dict = extract_state_dict(read_checkpoint(filename))
@@ -170,41 +163,47 @@ def load_backbone_checkpoint(backbone,
         state_dict = authors_to_ours(state_dict)
 
     ours = backbone.state_dict()
-    model_name = describe_variant(variant_signature(ours))
+    arch_settings = type(backbone).arch_settings
+    model_name = describe_variant(variant_signature(ours), arch_settings)
     if not any(k in ours for k in state_dict):
         sample = list(state_dict)[:5]
-        raise ValueError(f'checkpoint {filename} holds no {model_name} '
-                         f'weights (first keys: {sample})')
+        raise UserError(f'checkpoint {filename} holds no {model_name} '
+                        f'weights (first keys: {sample})')
     found = variant_signature(state_dict)
     if found != variant_signature(ours):
-        raise ValueError(f'checkpoint {filename} holds '
-                         f'{describe_variant(found)} weights, but the model '
-                         f'is {model_name}; choose the matching arch or '
-                         'checkpoint')
+        raise UserError(f'checkpoint {filename} holds '
+                        f'{describe_variant(found, arch_settings)} weights, '
+                        'but the model '
+                        f'is {model_name}; choose the matching arch or '
+                        'checkpoint')
     mismatched = [
         f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(ours[k].shape)}'
-        for k, v in state_dict.items() if k in ours and v.shape != ours[k].shape
+        for k, v in state_dict.items()
+        if k in ours and v.shape != ours[k].shape
     ]
     if mismatched:
-        raise ValueError(f'checkpoint {filename} does not fit {model_name}: '
-                         + '; '.join(mismatched[:5]))
+        raise UserError(f'checkpoint {filename} does not fit {model_name}: ' +
+                        '; '.join(mismatched[:5]))
 
     if not getattr(backbone, 'final_norm', False):
-        state_dict = OrderedDict(
-            (k, v) for k, v in state_dict.items()
-            if not k.startswith(_CLASSIFIER_PREFIXES))
-    else:
         state_dict = OrderedDict((k, v) for k, v in state_dict.items()
-                                 if not k.startswith('head.'))
+                                 if not k.startswith(_CLASSIFIER_PREFIXES))
+    else:
+        state_dict = OrderedDict(
+            (k, v) for k, v in state_dict.items() if not k.startswith('head.'))
     missing, unexpected = backbone.load_state_dict(state_dict, strict=False)
     print_log(f'loaded {model_name} backbone weights from {filename}',
               logger=logger)
     if missing:
         print_log(f'{model_name} keys missing in {filename}: {missing}',
-                  logger=logger, level=logging.WARNING)
+                  logger=logger,
+                  level=logging.WARNING)
     if unexpected:
-        print_log(f'keys in {filename} that {model_name} does not have: '
-                  f'{unexpected}', logger=logger, level=logging.WARNING)
+        print_log(
+            f'keys in {filename} that {model_name} does not have: '
+            f'{unexpected}',
+            logger=logger,
+            level=logging.WARNING)
 
 
 def authors_to_classifier(state_dict: StateDict) -> StateDict:
@@ -224,7 +223,7 @@ def classifier_to_authors(state_dict: StateDict) -> StateDict:
     """The inverse of :func:`authors_to_classifier`.
 
     Raises:
-        ValueError: A key is neither ``backbone.*`` nor ``head.fc.*``.
+        UserError: A key is neither ``backbone.*`` nor ``head.fc.*``.
     """
     backbone, head = OrderedDict(), OrderedDict()
     for key, value in state_dict.items():
@@ -233,8 +232,8 @@ def classifier_to_authors(state_dict: StateDict) -> StateDict:
         elif key.startswith('head.fc.'):
             head['head.' + key[len('head.fc.'):]] = value
         else:
-            raise ValueError(f'{key!r} has no place in the authors\' EMO '
-                             'classifier (expected backbone.* or head.fc.*)')
+            raise UserError(f'{key!r} has no place in the authors\' EMO '
+                            'classifier (expected backbone.* or head.fc.*)')
     out = ours_to_authors(backbone)
     out.update(head)
     return out

@@ -1,3 +1,4 @@
-from .safe_load import CheckpointRefused, secure_checkpoint_loading
+from .safe_load import (check_checkpoint, read_checkpoint,
+                        secure_checkpoint_loading)
 
-__all__ = ['CheckpointRefused', 'secure_checkpoint_loading']
+__all__ = ['check_checkpoint', 'read_checkpoint', 'secure_checkpoint_loading']

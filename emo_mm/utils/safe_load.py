@@ -27,12 +27,15 @@ import builtins
 import hashlib
 import os
 import os.path as osp
+import pickle
 import posixpath
 import re
 from urllib.parse import urlparse
 
 import numpy as np
 import torch
+
+from ..errors import CheckpointRefused, UserError
 
 # Digests of released weights, checked after every download and before
 # unpickling. The authors publish no checksums; these are the git blob ids
@@ -56,11 +59,6 @@ _TRUST_HINT = ('only if you trust it: load it yourself with '
                'alone, or allow that global with '
                'torch.serialization.add_safe_globals in a module of yours '
                'listed in custom_imports')
-
-
-class CheckpointRefused(ValueError):
-    """A checkpoint needs more than weights-only unpickling allows, or its
-    download does not match the known digest."""
 
 
 # ---------------------------------------------------------------- allowlist
@@ -110,7 +108,9 @@ def _refusal(err: Exception):
     text = str(err)
     match = re.search(r'GLOBAL ([\w.]+)', text)
     if match:
-        return f'it needs the global {match.group(1)}, which is not allowed'
+        # torch < 2.7 names built-ins with their module (builtins.exec).
+        name = re.sub(r'^builtins\.', '', match.group(1))
+        return f'it needs the global {name}, which is not allowed'
     match = re.search(r'(Trying to call reduce for [^\n,]+|getattr\([^\n]+'
                       r' is not allowed)', text)
     return match.group(1) if match else None
@@ -184,6 +184,92 @@ def load_url(url: str, map_location='cpu'):
         if rank > 0:
             path = download(url)
     return load(path, url, map_location)
+
+
+# ------------------------------------------------------- reading, checking
+def _unreadable_reason(err: Exception) -> str:
+    """The short reason torch gives for a file it cannot unpickle."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    # The weights-only unpickler gives its reason after this marker.
+    marker = next((i for i, line in enumerate(lines)
+                   if 'Unpickler error:' in line), None)
+    if marker is not None:
+        tail = ' '.join(lines[marker:marker + 2])
+        reason = tail.split('Unpickler error:', 1)[1].strip()
+    else:
+        reason = lines[0].split('. ')[0] if lines else ''
+    return f'{type(err).__name__}: {reason[:200]}'
+
+
+_UNREADABLE = (RuntimeError, EOFError, pickle.UnpicklingError, ValueError,
+               OSError)
+
+
+def read_checkpoint(filename: str, map_location='cpu'):
+    """Load any checkpoint file or URL through mmengine's ``CheckpointLoader``
+    (so weights-only, see above), with errors that name the file.
+
+    Raises:
+        FileNotFoundError: A local ``filename`` does not exist.
+        CheckpointRefused: Weights-only unpickling refused it.
+        UserError: It is corrupt, truncated or not a PyTorch checkpoint.
+    """
+    from urllib.error import URLError
+
+    from mmengine.runner import CheckpointLoader
+    if '://' not in filename and not osp.isfile(osp.expanduser(filename)):
+        raise FileNotFoundError(f'checkpoint {filename} does not exist')
+    try:
+        return CheckpointLoader.load_checkpoint(
+            filename, map_location=map_location)
+    except (CheckpointRefused, URLError):
+        raise  # one line naming the file; a network error is no corruption
+    except _UNREADABLE as err:
+        raise UserError(f'could not read checkpoint {filename}: it is '
+                        'corrupt, truncated or not a PyTorch checkpoint '
+                        f'({_unreadable_reason(err)})') from err
+
+
+def check_checkpoint(path: str, what: str = 'checkpoint') -> None:
+    """Fail with one line when a checkpoint is missing, unreadable, or
+    refused by weights-only loading; ``what`` names it in the message.
+
+    Local zip-format files (everything torch.save wrote since 1.6) are opened
+    memory-mapped, so only their index is read here. A URL is downloaded into
+    torch.hub's cache (where the run then finds it), verified where its
+    digest is known, and loaded weights-only.
+
+    Raises:
+        UserError: naming ``what``, ``path`` and the reason.
+    """
+    from urllib.error import URLError
+    if '://' in path:
+        try:
+            read_checkpoint(path)
+        except UserError:
+            raise
+        except (URLError, OSError, KeyError) as err:
+            raise UserError(f'{what} {path} could not be fetched '
+                            f'({type(err).__name__}: {err})') from err
+        return
+    if not osp.isfile(path):
+        raise UserError(f'{what} {path} does not exist')
+    try:
+        load(path, path, mmap=True)
+    except UserError:
+        raise
+    except _UNREADABLE as err:
+        if 'mmap' in str(err):  # an old, non-zip file: read it whole
+            try:
+                load(path, path)
+                return
+            except CheckpointRefused:
+                raise
+            except Exception as whole:  # noqa: BLE001  (reported below)
+                err = whole
+        raise UserError(f'{what} {path} is corrupt, truncated or not a '
+                        'PyTorch checkpoint '
+                        f'({_unreadable_reason(err)})') from err
 
 
 # ------------------------------------------------- mmengine's CheckpointLoader

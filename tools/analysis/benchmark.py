@@ -23,26 +23,21 @@ that model's two steps, so about 0.5 GB of it is Python, torch and mmcv.
 ``--deploy`` first folds the BatchNorms into the convolutions
 (``EMO.switch_to_deploy``; EdgeNeXt has none to fold). ``--onnxruntime``
 adds rows for both models exported to ONNX
-(``tools/deployment/export_onnx.py``) and run by ONNX Runtime on the CPU with
+(:mod:`emo_mm.deployment`) and run by ONNX Runtime on the CPU with
 the same thread count. ``--config`` times a
 whole emo_mm config's model in tensor mode instead.
 """
 import argparse
-import multiprocessing as mp
-import os
-import statistics
-import sys
-import time
 
 import torch
 
-TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(TOOLS, 'deployment'))
-from export_onnx import deploy, export  # noqa: E402
-
-PAIRS = {'1m': 'xxsmall', '2m': 'xsmall', '5m': 'small'}
-# Window sizes of the downstream configs by input side (EMO-1M/2M, EMO-5M).
-WINDOWS = {224: (7, 7), 320: (7, 10), 512: (7, 16)}
+from emo_mm.errors import run_tool
+from emo_mm.analysis import TensorMode
+from emo_mm.analysis.benchmark import (PAIRS, Settings, build_pair,
+                                       peak_memory_mb, prepare, step_fn,
+                                       time_models, time_onnxruntime,
+                                       time_runs)
+from emo_mm.config import build_model, input_shape, load_config
 
 
 def parse_args(argv=None):
@@ -82,152 +77,12 @@ def parse_args(argv=None):
     return args
 
 
-def build_pair(arch, size):
-    """EMO and its EdgeNeXt peer, bare backbones in eval mode."""
-    from mmpretrain.models.backbones import EdgeNeXt
-
-    from emo_mm.models import EMO
-    window = WINDOWS.get(size, (7, 7))[arch == '5m']
-    emo = EMO(arch=arch, out_indices=(4, ), final_norm=True,
-              window_size=window)
-    edgenext = EdgeNeXt(arch=PAIRS[arch], out_indices=(3, ))
-    return [(f'EMO-{arch.upper()} (w{window})', emo),
-            (f'EdgeNeXt-{PAIRS[arch]}', edgenext)]
+def settings_of(args) -> Settings:
+    return Settings(args.device, args.dtype, args.channels_last, args.deploy,
+                    args.train, args.threads, args.repeat, args.warmup)
 
 
-def prepare(model, args):
-    model = model.to(args.device)
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.train(args.train)  # some mmpretrain train() overrides return None
-    if args.deploy:
-        deploy(model)
-    return model
-
-
-def make_input(batch, size, args):
-    x = torch.randn(batch, 3, size, size, device=args.device)
-    if args.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def _sync(device):
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
-def step_fn(model, x, args):
-    """One timed unit: inference, or forward + backward + SGD step."""
-    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(args.dtype)
-    device_type = 'cuda' if args.device.startswith('cuda') else 'cpu'
-    optimizer = (torch.optim.SGD(model.parameters(), lr=1e-6)
-                 if args.train else None)
-
-    def run():
-        with torch.autocast(device_type, dtype=dtype,
-                            enabled=dtype is not None):
-            if not args.train:
-                with torch.no_grad():
-                    return model(x)
-            out = model(x)
-        out = out if isinstance(out, torch.Tensor) else torch.cat(
-            [o.float().flatten(1) for o in out], 1)
-        out.float().mean().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return run
-
-
-def time_models(models, batch, size, args):
-    """Median/quartile milliseconds per model, runs interleaved."""
-    return time_runs({
-        name: step_fn(prepare(model, args), make_input(batch, size, args),
-                      args)
-        for name, model in models
-    }, args)
-
-
-def time_runs(runs, args):
-    """``{name: (median, q1, q3)}`` in ms of the callables in ``runs``."""
-    for _ in range(args.warmup):
-        for run in runs.values():
-            run()
-    times = {name: [] for name in runs}
-    for _ in range(args.repeat):
-        for name, run in runs.items():
-            _sync(args.device)
-            start = time.perf_counter()
-            run()
-            _sync(args.device)
-            times[name].append((time.perf_counter() - start) * 1e3)
-    stats = {}
-    for name, values in times.items():
-        q1, median, q3 = statistics.quantiles(values, n=4)
-        stats[name] = (median, q1, q3)
-    return stats
-
-
-def time_onnxruntime(models, batch, size, args):
-    """Like :func:`time_models`, for the models exported to ONNX (by
-    tools/deployment/export_onnx.py, dynamic axes) and run at the benchmark's
-    shape by ONNX Runtime's CPU provider."""
-    import tempfile
-
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.inter_op_num_threads = 1
-    # Idle sessions must not spin: the two sessions alternate runs, and a
-    # spinning pool would take the cores from the other one.
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    x = torch.randn(batch, 3, size, size).numpy()
-    runs = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, model in models:
-            path = os.path.join(tmp, 'model.onnx')
-            export(prepare(model, args), (size, size), ['features'], path,
-                   opset=17)
-            session = ort.InferenceSession(
-                path, options, providers=['CPUExecutionProvider'])
-            runs[f'{name} [ORT]'] = (
-                lambda s=session: s.run(None, {'input': x}))
-    return time_runs(runs, args)
-
-
-def _peak_child(arch_name, arch, size, batch, args, queue):
-    torch.set_num_threads(args.threads)
-    model = dict(build_pair(arch, size))[arch_name]
-    run = step_fn(prepare(model, args), make_input(batch, size, args), args)
-    for _ in range(2):
-        run()
-    # VmHWM: this process's own peak (ru_maxrss would include the parent's,
-    # which Linux carries over the fork and exec of the spawn).
-    with open('/proc/self/status') as f:
-        peak_kb = next(int(line.split()[1]) for line in f
-                       if line.startswith('VmHWM:'))
-    queue.put(peak_kb / 1024)
-
-
-def peak_memory_mb(name, arch, size, batch, args):
-    """Peak memory (MB) of training ``name``: CUDA allocator or child RSS."""
-    if args.device.startswith('cuda'):
-        model = dict(build_pair(arch, size))[name]
-        torch.cuda.reset_peak_memory_stats()
-        step_fn(prepare(model, args), make_input(batch, size, args), args)()
-        _sync(args.device)
-        return torch.cuda.max_memory_allocated() / 2**20
-    context = mp.get_context('spawn')
-    queue = context.Queue()
-    child = context.Process(
-        target=_peak_child, args=(name, arch, size, batch, args, queue))
-    child.start()
-    child.join()
-    return queue.get() if child.exitcode == 0 else float('nan')
-
-
-def benchmark_pairs(args):
+def benchmark_pairs(args, settings):
     mode = 'train step (fwd+bwd+SGD)' if args.train else 'inference'
     print(f'{mode}; device {args.device}, {args.threads} threads, dtype '
           f'{args.dtype}, channels_last {args.channels_last}, deploy '
@@ -244,17 +99,18 @@ def benchmark_pairs(args):
         for batch in args.batches:
             for arch in args.pairs:
                 models = build_pair(arch, size)
-                stats = time_models(models, batch, size, args)
+                stats = time_models(models, batch, size, settings)
                 names = [name for name, _ in models]
                 rows = [names]
                 if args.onnxruntime:
-                    stats.update(time_onnxruntime(models, batch, size, args))
+                    stats.update(
+                        time_onnxruntime(models, batch, size, settings))
                     rows.append([f'{name} [ORT]' for name in names])
                 for row in rows:
-                    print_pair(row, stats, batch, size, arch, args)
+                    print_pair(row, stats, batch, size, arch, settings)
 
 
-def print_pair(names, stats, batch, size, arch, args):
+def print_pair(names, stats, batch, size, arch, settings):
     """Rows of one EMO/EdgeNeXt pair, the ratio on the EdgeNeXt row."""
     emo_ms = stats[names[0]][0]
     for index, name in enumerate(names):
@@ -263,19 +119,17 @@ def print_pair(names, stats, batch, size, arch, args):
         line = (f'{name:<28}{f"{batch}x3x{size}x{size}":>13}'
                 f'{median:>13.1f}{f"{q1:.1f}-{q3:.1f}":>16}'
                 f'{batch / median * 1e3:>9.1f}{ratio:>14}')
-        if args.train:
-            peak = peak_memory_mb(name, arch, size, batch, args)
+        if settings.train:
+            peak = peak_memory_mb(name, arch, size, batch, settings)
             line += f'{peak:>10.0f}'
         print(line, flush=True)
 
 
-def benchmark_config(args):
+def benchmark_config(args, settings):
     """Time one config's model (tensor mode, at the config's input size)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from get_flops import TensorMode, build_model, input_shape, load_config
     cfg = load_config(args.config)
     (h, w), source = input_shape(cfg)
-    model = prepare(TensorMode(build_model(cfg)), args)
+    model = prepare(TensorMode(build_model(cfg)), settings)
     print(f'{args.config}: input from {source}; device {args.device}, '
           f'{args.threads} threads, dtype {args.dtype}, channels_last '
           f'{args.channels_last}, deploy {args.deploy}')
@@ -283,8 +137,8 @@ def benchmark_config(args):
         x = torch.randn(batch, 3, h, w, device=args.device)
         if args.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        median, q1, q3 = time_runs({'model': step_fn(model, x, args)},
-                                   args)['model']
+        median, q1, q3 = time_runs({'model': step_fn(model, x, settings)},
+                                   settings)['model']
         print(f'  {batch}x3x{h}x{w}: {median:.1f} ms (25-75% {q1:.1f}-'
               f'{q3:.1f}), {batch / median * 1e3:.1f} img/s')
 
@@ -292,12 +146,12 @@ def benchmark_config(args):
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    import emo_mm  # noqa: F401  (registers EMO)
+    settings = settings_of(args)
     if args.config:
-        benchmark_config(args)
+        benchmark_config(args, settings)
     else:
-        benchmark_pairs(args)
+        benchmark_pairs(args, settings)
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

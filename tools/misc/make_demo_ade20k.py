@@ -4,15 +4,17 @@
         [--num-val 50] [--seed 0] [--force]
 
 The images and label maps come from
-:func:`emo_mm.datasets.make_scenes_ade20k`; the same seed always gives the
+:func:`emo_mm.demo_data.make_scenes_ade20k`; the same seed always gives the
 same files. A ROOT that already holds files is left alone unless ``--force``
 is given.
 """
 import sys
 
-from emo_mm.datasets import make_scenes_ade20k
-from emo_mm.datasets.synthetic_ade20k import CLASS_IDS
-from emo_mm.utils.cli import demo_data_main
+from emo_mm.demo_data import demo_data_main, make_scenes_ade20k
+from emo_mm.demo_data.scenes_ade20k import CLASS_IDS
+
+# The sizes written without options (--num-... to change them).
+COUNTS = dict(num_train=300, num_val=50)
 
 
 def report(args, counts):
@@ -27,12 +29,5 @@ def report(args, counts):
               f'{args.root}/annotations/{split}/; pixels: {shares}')
 
 
-def main(argv=None):
-    """Run the command line; returns the exit code."""
-    return demo_data_main(
-        argv, 'Write a synthetic ADE20K-format segmentation data set.',
-        make_scenes_ade20k, dict(num_train=300, num_val=50), report)
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(demo_data_main(__doc__, make_scenes_ade20k, COUNTS, report))

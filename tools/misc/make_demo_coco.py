@@ -4,7 +4,7 @@
         [--num-val 80] [--seed 0] [--force]
 
 The images and annotations come from
-:func:`emo_mm.datasets.make_shapes_coco`; the same seed always gives the same
+:func:`emo_mm.demo_data.make_shapes_coco`; the same seed always gives the same
 files. A ROOT that already holds files is left alone unless ``--force`` is
 given.
 """
@@ -13,8 +13,10 @@ import os.path as osp
 import sys
 from collections import Counter
 
-from emo_mm.datasets import make_shapes_coco
-from emo_mm.utils.cli import demo_data_main
+from emo_mm.demo_data import demo_data_main, make_shapes_coco
+
+# The sizes written without options (--num-... to change them).
+COUNTS = dict(num_train=400, num_val=80)
 
 
 def report(args, metainfo):
@@ -35,12 +37,5 @@ def report(args, metainfo):
           f'palette={metainfo["palette"]})')
 
 
-def main(argv=None):
-    """Run the command line; returns the exit code."""
-    return demo_data_main(
-        argv, 'Write a synthetic COCO-format shapes data set.',
-        make_shapes_coco, dict(num_train=400, num_val=80), report)
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(demo_data_main(__doc__, make_shapes_coco, COUNTS, report))

@@ -4,14 +4,16 @@
         [--num-train-per-class 100] [--num-val-per-class 20] [--seed 0]
         [--force]
 
-The images come from :func:`emo_mm.datasets.make_shapes_imagenet`; the same
+The images come from :func:`emo_mm.demo_data.make_shapes_imagenet`; the same
 seed always gives the same files. A ROOT that already holds files is left
 alone unless ``--force`` is given.
 """
 import sys
 
-from emo_mm.datasets import make_shapes_imagenet
-from emo_mm.utils.cli import demo_data_main
+from emo_mm.demo_data import demo_data_main, make_shapes_imagenet
+
+# The sizes written without options (--num-... to change them).
+COUNTS = dict(num_train_per_class=100, num_val_per_class=20)
 
 
 def report(args, classes):
@@ -21,13 +23,5 @@ def report(args, classes):
           f'val images each; labels in {args.root}/meta/{{train,val}}.txt')
 
 
-def main(argv=None):
-    """Run the command line; returns the exit code."""
-    return demo_data_main(
-        argv, 'Write a synthetic ImageNet-format shapes data set.',
-        make_shapes_imagenet,
-        dict(num_train_per_class=100, num_val_per_class=20), report)
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(demo_data_main(__doc__, make_shapes_imagenet, COUNTS, report))

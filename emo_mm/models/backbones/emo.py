@@ -16,6 +16,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..checkpoint import load_backbone_checkpoint
+
 # The authors' model uses eps=1e-6 in every BatchNorm and LayerNorm.
 NORM_EPS = 1e-6
 
@@ -342,9 +344,9 @@ class EMO(BaseModule):
             and the whole block branch sees a map that is constant within
             each window, blind to position; detection heads then see that
             noise instead of the local features and stay at chance for about
-            1000 steps (README, 'Why the detection demo learns slowly'). Pair
-            it with a low ``lr_mult`` on those projections: AdamW moves a
-            zero weight by about the lr per step. Ignored when weights are
+            1000 steps (docs/demos.md, 'Why the detection demo learns
+            slowly'). Pair it with a low ``lr_mult`` on those projections:
+            AdamW moves a zero weight by about the lr per step. Ignored when weights are
             loaded. Defaults to False (the authors' initialisation).
         pretrained (str, optional): Deprecated spelling of
             ``init_cfg=dict(type='Pretrained', checkpoint=...)``, passed by
@@ -581,7 +583,6 @@ class EMO(BaseModule):
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
             # mmengine's Pretrained loader knows neither the authors' key
             # layout nor our variant check, so we load ourselves.
-            from ..checkpoint import load_backbone_checkpoint
             load_backbone_checkpoint(self, init_cfg['checkpoint'],
                                      prefix=init_cfg.get('prefix'))
             self._is_init = True
