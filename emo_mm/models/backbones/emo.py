@@ -357,48 +357,34 @@ class EMO(BaseModule):
             :func:`emo_mm.models.checkpoint.load_backbone_checkpoint`.
             Defaults to None.
     """
+    # The authors' four variants, one column each (as in the paper's table
+    # of variants): blocks, widths, MLP expansion ratios and attention head
+    # dims per stage. All share the stem, the depth-wise kernel sizes and
+    # stages 1-2 without attention (BN, SiLU) and 3-4 with it (LN, GELU).
+    _variants = dict(
+        name=('1m', '2m', '5m', '6m'),
+        depths=((2, 2, 8, 3), (3, 3, 9, 3), (3, 3, 9, 3), (3, 3, 9, 3)),
+        channels=((32, 48, 80, 168), (32, 48, 120, 200), (48, 72, 160, 288),
+                  (48, 72, 160, 320)),
+        exp_ratios=((2.0, 2.5, 3.0, 3.5), (2.0, 2.5, 3.0, 3.5),
+                    (2.0, 3.0, 4.0, 4.0), (2.0, 3.0, 4.0, 5.0)),
+        head_dims=((16, 16, 20, 21), (16, 16, 20, 20), (24, 24, 32, 32),
+                   (16, 24, 20, 32)))
     arch_settings = {
-        '1m': dict(
-            depths=(2, 2, 8, 3),
+        name: dict(
+            depths=depths,
             stem_channels=24,
-            channels=(32, 48, 80, 168),
-            exp_ratios=(2.0, 2.5, 3.0, 3.5),
-            head_dims=(16, 16, 20, 21),
+            channels=channels,
+            exp_ratios=exp_ratios,
+            head_dims=head_dims,
             dw_kernel_sizes=(3, 3, 5, 5),
             attn_stages=(False, False, True, True),
             norm_types=('BN', 'BN', 'LN2d', 'LN2d'),
-            act_types=('SiLU', 'SiLU', 'GELU', 'GELU')),
-        '2m': dict(
-            depths=(3, 3, 9, 3),
-            stem_channels=24,
-            channels=(32, 48, 120, 200),
-            exp_ratios=(2.0, 2.5, 3.0, 3.5),
-            head_dims=(16, 16, 20, 20),
-            dw_kernel_sizes=(3, 3, 5, 5),
-            attn_stages=(False, False, True, True),
-            norm_types=('BN', 'BN', 'LN2d', 'LN2d'),
-            act_types=('SiLU', 'SiLU', 'GELU', 'GELU')),
-        '5m': dict(
-            depths=(3, 3, 9, 3),
-            stem_channels=24,
-            channels=(48, 72, 160, 288),
-            exp_ratios=(2.0, 3.0, 4.0, 4.0),
-            head_dims=(24, 24, 32, 32),
-            dw_kernel_sizes=(3, 3, 5, 5),
-            attn_stages=(False, False, True, True),
-            norm_types=('BN', 'BN', 'LN2d', 'LN2d'),
-            act_types=('SiLU', 'SiLU', 'GELU', 'GELU')),
-        '6m': dict(
-            depths=(3, 3, 9, 3),
-            stem_channels=24,
-            channels=(48, 72, 160, 320),
-            exp_ratios=(2.0, 3.0, 4.0, 5.0),
-            head_dims=(16, 24, 20, 32),
-            dw_kernel_sizes=(3, 3, 5, 5),
-            attn_stages=(False, False, True, True),
-            norm_types=('BN', 'BN', 'LN2d', 'LN2d'),
-            act_types=('SiLU', 'SiLU', 'GELU', 'GELU')),
+            act_types=('SiLU', 'SiLU', 'GELU', 'GELU'))
+        for name, depths, channels, exp_ratios, head_dims in zip(
+            *_variants.values())
     }
+    del _variants
     num_stages = 4
     norm_types = ('BN', 'LN2d')
 
