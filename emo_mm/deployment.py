@@ -9,14 +9,21 @@ then box deltas; mmseg: the decode head's logits; mmpretrain: class scores),
 without NMS, resizing or softmax. A bare backbone's graph takes normalised
 images. The graph has a dynamic batch size, height and width.
 """
+import copy
+import os
+import os.path as osp
 import warnings
 
 import numpy as np
 import torch
 import torch.nn as nn
+from mmengine.runner import load_checkpoint
 
 from .codebases import flatten_outputs, get_codebase
+from .config import build_model, input_shape, load_config
 from .errors import UserError
+from .models import EMO, load_backbone_checkpoint
+from .utils import check_checkpoint
 
 
 class Normalized(nn.Module):
@@ -54,7 +61,6 @@ def backbone_for_export(arch: str, window_size=7, checkpoint=None, shape=None):
         tuple: ``(model, (H, W) to trace at, output names, what the input
         is)``.
     """
-    from .models import EMO, load_backbone_checkpoint
     model = EMO(arch=arch,
                 out_indices=(0, 1, 2, 3, 4),
                 window_size=window_size)
@@ -69,9 +75,6 @@ def config_model_for_export(config: str, checkpoint=None, shape=None):
     """A config's model in tensor mode behind its normalisation
     (:class:`Normalized`), ready to export; as :func:`backbone_for_export`.
     """
-    from mmengine.runner import load_checkpoint
-
-    from .config import build_model, input_shape, load_config
     cfg = load_config(config)
     shape = tuple(shape) if shape else input_shape(cfg)[0]
     model = build_model(cfg)
@@ -230,12 +233,6 @@ def export(model: str,
         UserError: A bad argument, a model that cannot be exported, or a
             failed check; nothing is written then.
     """
-    import copy
-    import os
-    import os.path as osp
-
-    from .models import EMO
-    from .utils import check_checkpoint
     if osp.exists(out) and not force:
         raise UserError(f'{out} exists; pass --force to overwrite it')
     if checkpoint:
