@@ -1,5 +1,5 @@
-"""Deploying EMO models: BatchNorm folding, ONNX export and the check of an
-exported graph against PyTorch with ONNX Runtime.
+"""Deploying EMO and EMOv2 models: BatchNorm (and LayerScale) folding, ONNX
+export and the check of an exported graph against PyTorch with ONNX Runtime.
 
 A config's model is exported behind its input normalisation: the graph takes
 the raw image (N, 3, H, W) in the channel order the config reads (BGR for
@@ -13,17 +13,43 @@ import copy
 import os
 import os.path as osp
 import warnings
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.runner import load_checkpoint
 
 from .codebases import flatten_outputs, get_codebase
 from .config import build_model, input_shape, load_config
 from .errors import UserError
-from .models import EMO, load_backbone_checkpoint
+from .models import EMO, EMOv2, load_backbone_checkpoint
 from .utils import check_checkpoint
+
+# The backbone families by the prefix of their names ('emo-1m', 'emov2-5m').
+# A bare arch ('5m') names an EMO backbone, as it did before EMOv2.
+BACKBONES = {'emo': EMO, 'emov2': EMOv2}
+
+
+def backbone_names() -> list:
+    """Every name :func:`parse_backbone` accepts, in its preferred spelling:
+    the bare EMO archs, then ``emo-<arch>`` and ``emov2-<arch>``."""
+    return list(EMO.arch_settings) + [
+        f'{prefix}-{arch}' for prefix, cls in BACKBONES.items()
+        for arch in cls.arch_settings
+    ]
+
+
+def parse_backbone(name: str) -> Optional[Tuple[type, str]]:
+    """The backbone class and arch that ``name`` names: ``'1m'`` (EMO),
+    ``'emo-1m'``, ``'emov2-5m'`` (any case, ``_`` for ``-``); None if it
+    names none."""
+    prefix, _, arch = name.lower().replace('_', '-').rpartition('-')
+    cls = BACKBONES.get(prefix or 'emo')
+    if cls is None or arch not in cls.arch_settings:
+        return None
+    return cls, arch
 
 
 class Normalized(nn.Module):
@@ -44,29 +70,97 @@ class Normalized(nn.Module):
         return tuple(flatten_outputs(self.model(x, mode='tensor')))
 
 
+class ScaledUpsample(nn.Module):
+    """mmseg's ``Upsample`` by an integer scale factor, in a form the
+    exporter traces: ``F.interpolate`` with the factor. mmseg's computes the
+    output size with ``int()``, which the tracer records as a constant, so
+    its graph would upsample to the traced size at every input size
+    (Semantic FPN's head). For integer factors the two give the same size
+    and the same values."""
+
+    def __init__(self, scale_factor, mode, align_corners):
+        super().__init__()
+        self.scale_factor = scale_factor
+        self.mode = mode
+        self.align_corners = align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x,
+                             scale_factor=self.scale_factor,
+                             mode=self.mode,
+                             align_corners=self.align_corners)
+
+
+def make_traceable(model: nn.Module) -> None:
+    """Replace the modules whose traced graph would hold the traced input
+    size (mmseg's ``Upsample`` by a scale factor) with equivalents that
+    follow the input (:class:`ScaledUpsample`)."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            kind = type(child)
+            if not (kind.__name__ == 'Upsample'
+                    and kind.__module__.startswith('mmseg')
+                    and not child.size and child.scale_factor):
+                continue
+            factors = child.scale_factor if isinstance(
+                child.scale_factor, tuple) else (child.scale_factor, )
+            if all(float(f).is_integer() for f in factors):
+                setattr(
+                    parent, name,
+                    ScaledUpsample(child.scale_factor, child.mode,
+                                   child.align_corners))
+
+
 def deploy(model: nn.Module) -> None:
-    """Fold BatchNorms in every module that can (EMO; mmpretrain's RepVGG,
-    MobileOne...) through its ``switch_to_deploy``: the one driver of
-    re-parameterisation, for export, benchmarks and inference."""
+    """Fold BatchNorms in every module that can (EMO; EMOv2, whose
+    LayerScales fold too; mmpretrain's RepVGG, MobileOne...) through its
+    ``switch_to_deploy``: the one driver of re-parameterisation, for export,
+    benchmarks and inference."""
     for module in [
             m for m in model.modules() if hasattr(m, 'switch_to_deploy')
     ]:
         module.switch_to_deploy()
 
 
-def backbone_for_export(arch: str, window_size=7, checkpoint=None, shape=None):
-    """An EMO backbone (all five outputs) ready to export.
+def backbone_for_export(arch: str,
+                        window_size=7,
+                        checkpoint=None,
+                        shape=None,
+                        options: Optional[dict] = None):
+    """An EMO or EMOv2 backbone (all five outputs) ready to export.
+
+    Args:
+        arch (str): A name :func:`parse_backbone` accepts ('1m',
+            'emov2-5m', ...).
+        window_size (int | list[int]): One or four window sizes.
+        checkpoint (str, optional): Backbone weights (the authors' or ours).
+        shape (tuple, optional): (H, W) to trace at; default 224x224.
+        options (dict, optional): More constructor arguments, e.g. EMOv2's
+            ``dw_norm_cfg``; ``out_indices`` here picks the outputs.
 
     Returns:
         tuple: ``(model, (H, W) to trace at, output names, what the input
         is)``.
+
+    Raises:
+        UserError: An unknown name, or arguments the class refuses.
     """
-    model = EMO(arch=arch,
-                out_indices=(0, 1, 2, 3, 4),
-                window_size=window_size)
+    found = parse_backbone(arch)
+    if found is None:
+        raise UserError(f'{arch!r} names no backbone; known: '
+                        f'{", ".join(backbone_names())}')
+    cls, arch = found
+    kwargs = dict(out_indices=(0, 1, 2, 3, 4), window_size=window_size)
+    kwargs.update(options or {})
+    try:
+        model = cls(arch=arch, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise UserError(f'{cls.__name__}(arch={arch!r}, '
+                        f'{", ".join(f"{k}={v!r}" for k, v in kwargs.items())}'
+                        f'): {err}') from None
     if checkpoint:
         load_backbone_checkpoint(model, checkpoint)
-    names = [f'stride{2 ** (i + 1)}' for i in range(5)]
+    names = [f'stride{2 ** (i + 1)}' for i in model.out_indices]
     return model.eval(), tuple(
         shape or (224, 224)), names, ('normalised RGB (ImageNet mean/std)')
 
@@ -78,6 +172,12 @@ def config_model_for_export(config: str, checkpoint=None, shape=None):
     cfg = load_config(config)
     shape = tuple(shape) if shape else input_shape(cfg)[0]
     model = build_model(cfg)
+    if hasattr(model, 'rpn_head') and hasattr(model, 'roi_head'):
+        raise UserError(
+            f'{type(model).__name__} is a two-stage detector: its tensor '
+            'mode picks proposals (NMS) and pools them (mmcv\'s RoIAlign), '
+            'which have no ONNX form here; export the backbone or a '
+            'one-stage detector (SSDLite, RetinaNet) instead')
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     preprocessor = cfg.get('data_preprocessor') or cfg.model.get(
@@ -110,7 +210,7 @@ def export_onnx(model, shape, names, path, opset=17):
 
     Raises:
         UserError: The model pools to fixed sizes (PSPNet), which the
-            exporter cannot trace behind EMO.
+            exporter cannot trace behind EMO's or EMOv2's window padding.
     """
     inputs = torch.zeros(1, 3, *shape)
     with torch.no_grad():
@@ -141,8 +241,9 @@ def export_onnx(model, shape, names, path, opset=17):
             raise UserError('the model pools to fixed output sizes '
                             '(adaptive_avg_pool2d, e.g. PSPNet\'s pyramid '
                             'pooling), which torch\'s TorchScript ONNX '
-                            'exporter cannot trace behind EMO; export '
-                            'DeepLabV3 or the backbone instead') from None
+                            'exporter cannot trace behind the EMO/EMOv2 '
+                            'window padding; export DeepLabV3 or the '
+                            'backbone instead') from None
 
 
 def compare_with_onnxruntime(model, path, sizes, atol, raw_images: bool):
@@ -207,13 +308,17 @@ def export(model: str,
            check=None,
            atol=1e-4,
            opset=17,
-           force=False) -> dict:
-    """Export an EMO arch ('1m' ...) or a config file's model to ``out``,
-    BatchNorms folded, and check it against the unfolded model with ONNX
-    Runtime: what ``tools/deployment/export_onnx.py`` does.
+           force=False,
+           backbone_options: Optional[dict] = None) -> dict:
+    """Export a bare backbone ('1m' ..., 'emo-1m', 'emov2-5m' ...) or a
+    config file's model to ``out``, BatchNorms (and EMOv2's LayerScales)
+    folded, and check it against the unfolded model with ONNX Runtime: what
+    ``tools/deployment/export_onnx.py`` does.
 
     Args:
-        model (str): An arch of :attr:`EMO.arch_settings` or a config file.
+        model (str): A backbone name (:func:`backbone_names`: a bare arch of
+            :attr:`EMO.arch_settings` is EMO's) or a config file (EMO or
+            EMOv2 inside).
         out (str): The .onnx file; written only when every check passed.
         checkpoint (str, optional): Weights to load.
         window_size (int | list[int]): Backbone only: one or four sizes.
@@ -224,6 +329,10 @@ def export(model: str,
         atol (float): The largest difference allowed.
         opset (int): The ONNX opset.
         force (bool): Overwrite an existing ``out``.
+        backbone_options (dict, optional): Backbone only: more constructor
+            arguments (:func:`backbone_for_export`), e.g. the authors'
+            segmentation form of EMOv2, ``dw_norm_cfg=dict(type='LN2d',
+            eps=1e-6), dw_act_cfg=dict(type='GELU')``.
 
     Returns:
         dict: ``shape``, ``names`` (outputs), ``expects`` (what the input
@@ -238,25 +347,33 @@ def export(model: str,
     if checkpoint:
         check_checkpoint(checkpoint)
     sizes = None if check is None else parse_sizes(check)
-    arches = tuple(EMO.arch_settings)
-    if model.lower() in arches:
+    if parse_backbone(model) is not None:
         if isinstance(window_size, (list, tuple)) and len(window_size) == 1:
             window_size = window_size[0]
         net, shape, names, expects = backbone_for_export(
-            model.lower(), window_size, checkpoint, shape)
+            model, window_size, checkpoint, shape, backbone_options)
         raw_images = False
     elif osp.isfile(model):
+        if backbone_options:
+            raise UserError('backbone options apply to a bare backbone; '
+                            'change a config\'s backbone in the config')
         net, shape, names, expects = config_model_for_export(
             model, checkpoint, shape)
         raw_images = True
     else:
-        raise UserError(f'{model!r} is neither an EMO arch {arches} nor an '
-                        'existing config file')
+        hint = ''
+        if model.lower() in EMOv2.arch_settings:
+            hint = (f' (a bare arch is EMO\'s; EMOv2-{model.upper()} is '
+                    f'emov2-{model.lower()})')
+        raise UserError(f'{model!r} is neither a backbone name '
+                        f'({", ".join(backbone_names())}) nor an existing '
+                        f'config file{hint}')
     if sizes is None:
         sizes = default_check_sizes(shape)
-    # The check compares with the model as built, BatchNorms unfolded, so
-    # that a folding error fails it too.
+    # The check compares with the model as built, BatchNorms unfolded and
+    # mmseg's upsampling as it is, so that an error in either fails it too.
     reference = copy.deepcopy(net) if sizes else None
+    make_traceable(net)
     deploy(net)
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     tmp = out + '.part'

@@ -24,6 +24,22 @@ FIXTURE_NAMES = ('emo_1m_w7_224x224.pt', 'emo_1m_w10_200x264.pt',
                  'emo_2m_w7_224x224.pt', 'emo_5m_w10_320x320.pt',
                  'emo_5m_w16_200x248.pt', 'emo_6m_w7_192x192.pt')
 
+# EMOv2 (issue 17's numbers, measured on the authors' code): backbone
+# parameters, and with the final norm and a 1000-class head.
+EMOV2_BACKBONE_PARAMS = {'1m': 1_279_484, '2m': 2_182_912, '5m': 4_836_864,
+                         '20m': 19_745_312}
+EMOV2_CLASSIFIER_PARAMS = {'1m': 1_460_844, '2m': 2_384_312,
+                           '5m': 5_126_440, '20m': 20_195_208}
+FIXTURES_V2 = osp.join(REPO_ROOT, '..', 'shared', 'fixtures_v2')
+# The authors' classifier at window 7 (224, and 200x264: padded) and their
+# mmseg backbone (LayerNorm2d + GELU after the depthwise convs, window 10).
+EMOV2_FIXTURE_NAMES = ('emo2_1m_k5_hybrid_224x224.pt',
+                       'emo2_5m_k5_hybrid_200x264.pt',
+                       'emo2_5m_seg_w10_160x192.pt')
+# EMOv2 arguments of the authors' mmseg backbone.
+EMOV2_SEG_ARGS = dict(dw_norm_cfg=dict(type='LN2d', eps=1e-6),
+                      dw_act_cfg=dict(type='GELU'))
+
 
 def _fixtures_missing(name):
     """Skip when shared/ is absent (a user's checkout); CI sets
@@ -46,6 +62,32 @@ def authors_fixture(request):
         for k, v in data['state_dict'].items()
     }
     data['name'] = request.param
+    return data
+
+
+@pytest.fixture(params=EMOV2_FIXTURE_NAMES, scope='session')
+def emov2_fixture(request):
+    """One of the authors' EMOv2 reference runs
+    (:func:`load_emov2_fixture`)."""
+    return load_emov2_fixture(request.param)
+
+
+def load_emov2_fixture(name):
+    """An authors' EMOv2 reference run, state dict cast to float32, with
+    ``arch`` and the EMOv2 ``kwargs`` that build its model."""
+    path = osp.join(FIXTURES_V2, name)
+    if not osp.exists(path):
+        _fixtures_missing(name)
+    data = torch.load(path, weights_only=True)
+    data['state_dict'] = {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in data['state_dict'].items()
+    }
+    data['name'] = name
+    data['arch'] = name.split('_')[1]
+    data['kwargs'] = dict(window_size=data['window_size'],
+                          **(EMOV2_SEG_ARGS if data.get('seg_backbone')
+                             else {}))
     return data
 
 
@@ -148,12 +190,16 @@ AUTHORS_LOGS = osp.join(REPO_ROOT, '..', 'shared', 'reference',
 def logged_settings(variant):
     """The `key : value` rows at the head of the authors' ImageNet log of
     EMO-<variant>."""
+    return _settings_rows(
+        osp.join(AUTHORS_LOGS, f'ImageNet_EMO_{variant.upper()}.txt'))
+
+
+def _settings_rows(path):
+    """The `key : value` rows at the head of an authors' ImageNet log."""
     import ast
     import re
-    name = f'ImageNet_EMO_{variant.upper()}.txt'
-    path = osp.join(AUTHORS_LOGS, name)
     if not osp.exists(path):
-        _fixtures_missing(name)
+        _fixtures_missing(osp.basename(path))
     rows = {}
     with open(path) as f:
         for line in f:
@@ -241,3 +287,29 @@ def train_steps(model, batch, steps, lr):
         optimizer.step()
         losses.append(loss.item())
     return losses, log_vars
+
+
+EMOV2_LOGS = osp.join(REPO_ROOT, '..', 'shared', 'reference',
+                      'emov2_training_logs')
+
+
+def emov2_logged_config(run):
+    """The mmengine config dump of the authors' EMOv2 downstream run
+    ``run`` (a log name without ``.txt``, e.g. ``'SSDLite_5M_300'``; the
+    date suffix is found), as an mmengine ``Config``."""
+    import glob
+
+    from mmengine.config import Config
+    paths = sorted(glob.glob(osp.join(EMOV2_LOGS, f'{run}_2*.txt')))
+    if not paths:
+        _fixtures_missing(f'{run}_*.txt')
+    with open(paths[0]) as f:
+        text = f.read()
+    dump = text.split('# config\n', 1)[1].split('\n# first, middle', 1)[0]
+    return Config.fromstring(dump, '.py')
+
+
+def emov2_logged_settings(name):
+    """The `key : value` rows at the head of the authors' EMOv2 ImageNet log
+    ``name`` (e.g. ``'5M_224'`` or ``'1M_224_KD'``)."""
+    return _settings_rows(osp.join(EMOV2_LOGS, f'ImageNet_EMOv2_{name}.txt'))

@@ -1,17 +1,24 @@
-"""emo_mm.deployment (tools/deployment/export_onnx.py): backbone, SSDLite and
-DeepLabV3 graphs with dynamic batch and size match PyTorch in ONNX Runtime at
+"""emo_mm.deployment (tools/deployment/export_onnx.py): EMO and EMOv2
+backbone graphs and config graphs (SSDLite, RetinaNet, DeepLabV3, Semantic
+FPN, classifiers) with dynamic batch and size match PyTorch in ONNX Runtime at
 sizes that are not window multiples; bad arguments stop it before anything is
 written."""
 import os.path as osp
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from conftest import REPO_ROOT, run_python
 from emo_mm import UserError
-from emo_mm.deployment import export
+from emo_mm.config import build_model, load_config
+from emo_mm.deployment import (ScaledUpsample, backbone_for_export,
+                               backbone_names, deploy, export,
+                               make_traceable, parse_backbone)
+from emo_mm.models import EMO, EMOv2
 
 
 def _dims(path):
@@ -116,10 +123,26 @@ def test_refusals_write_nothing(tmp_path):
     assert existing.read_bytes() == b'keep me'
     with pytest.raises(UserError, match="'3m' is neither"):
         export('3m', str(tmp_path / 'a.onnx'))
+    # EMOv2's 20M has no EMO twin: the message says how to name it.
+    with pytest.raises(UserError, match="EMOv2-20M is emov2-20m"):
+        export('20m', str(tmp_path / 'a.onnx'))
+    with pytest.raises(UserError, match='unexpected keyword .*no_such'):
+        export('emov2-1m', str(tmp_path / 'a.onnx'),
+               backbone_options=dict(no_such=1))
+    with pytest.raises(UserError, match='apply to a bare backbone'):
+        export(osp.join(REPO_ROOT, 'configs/ssdlite/emov2_1m_coco.py'),
+               str(tmp_path / 'a.onnx'), backbone_options=dict(a=1))
     with pytest.raises(UserError, match='checkpoint /no/w.pth'):
         export('1m', str(tmp_path / 'a.onnx'), checkpoint='/no/w.pth')
     with pytest.raises(UserError, match="'12' is not HxW"):
         export('1m', str(tmp_path / 'a.onnx'), check=['12'])
+    # An EMO checkpoint for an EMOv2 backbone: refused, naming both.
+    emo = tmp_path / 'emo_1m.pth'
+    torch.save(EMO(arch='1m').state_dict(), emo)
+    with pytest.raises(UserError, match='EMO-1M weights, but the model is '
+                       'EMOv2-1M'):
+        export('emov2-1m', str(tmp_path / 'a.onnx'), checkpoint=str(emo))
+    emo.unlink()
     # A check that fails (no tolerance at all) leaves no file behind.
     with pytest.raises(UserError, match='> --atol 0.0'):
         export('1m', str(tmp_path / 'a.onnx'), shape=(64, 64),
@@ -128,14 +151,224 @@ def test_refusals_write_nothing(tmp_path):
 
 
 def test_command_line(tmp_path):
-    """The tool prints what it checked and wrote; a refusal is one line."""
-    out = tmp_path / 'emo_1m.onnx'
-    log = run_python('tools/deployment/export_onnx.py', '1m', str(out),
+    """The tool prints what it checked and wrote (an EMOv2 backbone in the
+    authors' segmentation form, through --backbone-options in both
+    spellings: dict(...) and dotted keys); a refusal is one line."""
+    out = tmp_path / 'emov2_1m.onnx'
+    log = run_python('tools/deployment/export_onnx.py', 'emov2-1m', str(out),
                      '--shape', '64', '64', '--window-size', '7', '7', '5',
-                     '4', '--check', '45x77', '100x33').stdout
+                     '4', '--backbone-options',
+                     "dw_norm_cfg=dict(type='LN2d',eps=1e-6)",
+                     'dw_act_cfg.type=GELU', '--check', '45x77',
+                     '100x33').stdout
     assert 'matches PyTorch within --atol 0.0001 at 2 sizes' in log
     assert f'wrote {out}' in log and out.is_file()
+    # The LayerNorms after the depthwise convs are in the graph.
+    layer_norms = [n for n in onnx.load(str(out)).graph.node
+                   if n.op_type == 'LayerNormalization']
+    assert len(layer_norms) >= sum(EMOv2.arch_settings['1m']['depths'])
     refused = run_python('tools/deployment/export_onnx.py', '3m',
                          str(tmp_path / 'a.onnx'), check=False)
     assert refused.returncode != 0 and 'Traceback' not in refused.stdout
-    assert "error: '3m' is neither an EMO arch" in refused.stdout
+    assert "error: '3m' is neither a backbone name" in refused.stdout
+
+
+# ---------------------------------------------------------------- EMOv2
+def test_backbone_names():
+    """A bare arch is EMO's (as before EMOv2); a family prefix picks."""
+    assert parse_backbone('1m') == (EMO, '1m')
+    assert parse_backbone('EMO-5M') == (EMO, '5m')
+    assert parse_backbone('emo_6m') == (EMO, '6m')
+    assert parse_backbone('emov2-5m') == (EMOv2, '5m')
+    assert parse_backbone('EMOv2_20M') == (EMOv2, '20m')
+    for name in ('20m', 'emo-20m', 'emov2-6m', 'emov3-1m', 'configs/x.py'):
+        assert parse_backbone(name) is None, name
+    names = backbone_names()
+    assert names[:4] == ['1m', '2m', '5m', '6m']
+    assert {'emo-1m', 'emov2-1m', 'emov2-20m'} <= set(names)
+    assert all(parse_backbone(name) for name in names)
+
+
+def _randomize(model, run=None, shape=(64, 80)):
+    """Weights as trained ones look, so that a check proves something:
+    LayerScales near 0.5 (at their initial 1e-6 the stride-8..32 outputs of
+    EMOv2 barely depend on the image), random BN affines, and BN statistics
+    of the activations of two random batches (statistics drawn at random
+    would swamp the signal). ``run(x)`` runs the model (default
+    ``model(x)``)."""
+    gen = torch.Generator().manual_seed(0)
+    run = run or model
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith('gamma'):
+                param.copy_(torch.rand(param.shape, generator=gen) * 0.4 +
+                            0.3)
+        for m in norms:
+            m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+            m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.2 - 0.1)
+            m.reset_running_stats()
+            m.momentum = None  # the average over the batches
+            m.train()
+        for _ in range(2):
+            run(torch.randn(4, 3, *shape, generator=gen))
+    for m in norms:
+        m.momentum = 0.1
+    return model.eval()
+
+
+@pytest.mark.parametrize('dw_norm', ['BN', 'LN2d'])
+def test_deploy_folds_emov2(dw_norm):
+    """deploy() leaves no BatchNorm and no LayerScale in an EMOv2 backbone
+    (either norm after the depthwise convs), and the same outputs."""
+    options = dict(dw_norm_cfg=dict(type='LN2d', eps=1e-6),
+                   dw_act_cfg=dict(type='GELU')) if dw_norm == 'LN2d' else {}
+    model, *_ = backbone_for_export('emov2-1m', [7, 7, 5, 4],
+                                    options=options)
+    _randomize(model)
+    x = torch.randn(2, 3, 61, 83)
+    with torch.no_grad():
+        expected = model(x)
+    deploy(model)
+    assert not any(isinstance(m, _BatchNorm) for m in model.modules())
+    assert not any(name.endswith('gamma')
+                   for name, _ in model.named_parameters())
+    with torch.no_grad():
+        got = model(x)
+    assert len(got) == 5
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_emov2_backbone_graph_serves_any_size(tmp_path):
+    """An EMOv2 backbone (weights in emo_mm's layout, LayerScales about 0.5)
+    exported by name: ONNX Runtime matches PyTorch at sizes no window
+    divides, and the graph takes any batch and size."""
+    ckpt = tmp_path / 'emov2_2m.pth'
+    torch.save(_randomize(EMOv2(arch='2m')).state_dict(), ckpt)
+    out = tmp_path / 'emov2_2m.onnx'
+    result = export('EMOv2-2M', str(out), checkpoint=str(ckpt),
+                    shape=(64, 64), window_size=[7, 7, 5, 4],
+                    check=['45x77', '100x33'])
+    assert [(h, w) for _, h, w, _, _ in result['checked']] == [(45, 77),
+                                                             (100, 33)]
+    assert all(diff <= 1e-4 for *_, diff in result['checked'])
+    session, dims = _dims(out)
+    assert dims == ['batch', 3, 'height', 'width']
+    assert [o.name for o in session.get_outputs()] == [
+        'stride2', 'stride4', 'stride8', 'stride16', 'stride32']
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 59, 123)
+    got = session.run(None, {'input': x.numpy()})
+    assert [g.shape[1:] for g in got] == [(16, 30, 62), (32, 15, 31),
+                                         (48, 8, 16), (120, 4, 8),
+                                         (200, 2, 4)]
+    # The deep outputs depend on the image (they would not at init).
+    assert np.abs(got[4][0] - got[4][1]).max() > 1e-2
+
+
+def _attending_blocks(arch):
+    depths = EMOv2.arch_settings[arch]['depths']
+    return (depths[2] - 1) + (depths[3] - 1)  # all but the first of 3-4
+
+
+def test_emov2_graph_of_the_authors_weights_reproduces_their_outputs(
+        emov2_fixture, tmp_path):
+    """The authors' EMOv2 weights exported through the fused attention
+    (F.scaled_dot_product_attention with values wider than queries and
+    keys): ONNX Runtime gives the authors' five feature maps on the
+    fixture's input. The fixtures cover window 7 at 224x224 (divisible) and
+    200x264 (padded), and the authors' segmentation backbone (LayerNorm2d +
+    GELU after the depthwise convs, window 10, padded at 160x192)."""
+    ckpt = tmp_path / 'net.pth'
+    torch.save(emov2_fixture['state_dict'], ckpt)
+    out = tmp_path / 'authors.onnx'
+    kwargs = dict(emov2_fixture['kwargs'])
+    window = kwargs.pop('window_size')
+    arch = emov2_fixture['arch']
+    # The same model as exported: fused attention, values wider than q/k.
+    model, *_ = backbone_for_export(f'emov2-{arch}', window, options=kwargs)
+    attn_blocks = [b for b in model.modules()
+                   if getattr(b, 'attn', None) is not None]
+    assert len(attn_blocks) == _attending_blocks(arch)
+    for block in attn_blocks:
+        assert block.attn.fused_attn
+        assert block.v.conv.out_channels > block.attn.qk.out_channels // 2
+    export(f'emov2-{arch}', str(out), checkpoint=str(ckpt),
+           window_size=window, check=[], backbone_options=kwargs)
+    # Both window partitions of every attending block are in the graph.
+    softmaxes = [n for n in onnx.load(str(out)).graph.node
+                 if n.op_type == 'Softmax']
+    assert len(softmaxes) == 2 * _attending_blocks(arch)
+    session, _ = _dims(out)
+    got = session.run(None, {'input': emov2_fixture['input'].numpy()})
+    assert len(got) == len(emov2_fixture['stage_outputs']) == 5
+    for i, (a, ref) in enumerate(zip(got, emov2_fixture['stage_outputs'])):
+        diff = float(np.abs(a - ref.float().numpy()).max())
+        assert diff <= 1e-5, f'stage {i}: max abs diff {diff:.3g}'
+
+
+@pytest.mark.parametrize('config,names', [
+    ('configs/ssdlite/emov2_1m_coco.py',
+     [f'cls_score_{i}' for i in range(6)] +
+     [f'bbox_pred_{i}' for i in range(6)]),
+    ('configs/deeplabv3/emov2_1m_ade20k.py', ['seg_logits']),
+    ('configs/sem_fpn/emov2_1m_ade20k.py', ['seg_logits']),
+])
+def test_emov2_config_graphs(tmp_path, config, names):
+    """EMOv2 configs (SSDLite; DeepLabV3 and Semantic FPN with the authors'
+    LayerNorm2d + GELU after the depthwise convs), with a checkpoint whose
+    LayerScales are about 0.5 (at their initial 1e-6 the outputs would not
+    depend on the image): ONNX Runtime matches the unfolded PyTorch model
+    at sizes no window (10) or stride divides, and other than the traced one
+    (Semantic FPN's head upsamples by a factor: see
+    test_upsampling_follows_the_input)."""
+    path = osp.join(REPO_ROOT, config)
+    model = build_model(load_config(path))
+    _randomize(model, lambda x: model(x, mode='tensor'), (96, 128))
+    ckpt = tmp_path / 'model.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    out = tmp_path / 'model.onnx'
+    result = export(path, str(out), checkpoint=str(ckpt), shape=(96, 128),
+                    check=['81x145', '130x97'])
+    assert 'BGR 0-255, normalised in the graph' in result['expects']
+    assert len(result['checked']) == 2
+    assert all(diff <= 1e-4 for *_, diff in result['checked'])
+    session, dims = _dims(out)
+    assert dims == ['batch', 3, 'height', 'width']
+    assert [o.name for o in session.get_outputs()] == names
+    torch.manual_seed(0)
+    got = session.run(None, {'input': (torch.rand(2, 3, 81, 145) *
+                                       255).numpy()})
+    assert np.abs(got[0][0] - got[0][1]).max() > 1e-3
+
+
+def test_upsampling_follows_the_input():
+    """mmseg's Upsample computes its output size with int(), which the
+    tracer bakes into the graph; make_traceable swaps it for ScaledUpsample,
+    which gives the same values and follows the input size."""
+    from mmseg.models.utils import Upsample
+    model = torch.nn.Sequential(
+        Upsample(scale_factor=2, mode='bilinear', align_corners=False),
+        torch.nn.Sequential(Upsample(scale_factor=2, mode='nearest')),
+        Upsample(size=(5, 7), mode='nearest'),  # a fixed size: kept
+        Upsample(scale_factor=1.5, mode='nearest'))  # not an integer: kept
+    x = torch.randn(1, 2, 13, 17)
+    expected = [model[0](x), model[1](x), model[2](x), model[3](x)]
+    make_traceable(model)
+    assert isinstance(model[0], ScaledUpsample)
+    assert isinstance(model[1][0], ScaledUpsample)
+    assert type(model[2]) is Upsample and type(model[3]) is Upsample
+    for module, want in zip(model, expected):
+        torch.testing.assert_close(module(x), want, rtol=0, atol=0)
+    traced = torch.jit.trace(model[0], torch.randn(1, 2, 8, 8))
+    assert traced(x).shape[-2:] == (26, 34)
+
+
+def test_two_stage_detectors_are_refused_in_one_line(tmp_path):
+    """Mask R-CNN's tensor mode runs the RPN's NMS and RoIAlign: refused,
+    no file."""
+    config = osp.join(REPO_ROOT, 'configs/mask_rcnn/emov2_1m_coco.py')
+    with pytest.raises(UserError, match='two-stage detector'):
+        export(config, str(tmp_path / 'mask_rcnn.onnx'), shape=(96, 128))
+    assert list(tmp_path.iterdir()) == []

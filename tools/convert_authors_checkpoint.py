@@ -1,12 +1,13 @@
-"""Convert EMO checkpoints between the authors' layout and OpenMMLab's.
+"""Convert EMO and EMOv2 checkpoints between the authors' layout and
+OpenMMLab's.
 
     python tools/convert_authors_checkpoint.py SRC DST --to classifier
     python tools/convert_authors_checkpoint.py SRC DST --to backbone
     python tools/convert_authors_checkpoint.py SRC DST --to authors
-        [--arch 1m|2m|5m|6m] [--force]
+        [--arch 1m|2m|5m|6m|20m] [--force]
 
 ``--to classifier``: the authors' ``net.pth`` as an mmpretrain checkpoint of
-``configs/imagenet/emo_*_in1k.py`` (``backbone.*`` with the final norm,
+``configs/imagenet/emo*_in1k.py`` (``backbone.*`` with the final norm,
 ``head.fc.*``, ``meta`` with the ImageNet classes). ``--to backbone``: only
 the backbone (``backbone.*``, no final norm, no head), for ``load_from`` or
 ``init_cfg`` in detection and segmentation configs. ``--to authors``: an
@@ -21,20 +22,20 @@ import argparse
 import sys
 
 from emo_mm import UserError
-from emo_mm.models import EMO
+from emo_mm.models import EMO, EMOv2
 from emo_mm.models.convert import TARGETS, convert_checkpoint
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Convert EMO checkpoints between the authors\' layout '
-        'and OpenMMLab\'s.')
+        description='Convert EMO and EMOv2 checkpoints between the authors\' '
+        'layout and OpenMMLab\'s.')
     parser.add_argument('src', help='checkpoint to read (file or URL)')
     parser.add_argument('dst', help='checkpoint to write')
     parser.add_argument('--to', required=True, choices=TARGETS)
     parser.add_argument(
         '--arch',
-        choices=sorted(EMO.arch_settings),
+        choices=sorted({*EMO.arch_settings, *EMOv2.arch_settings}),
         help='expected variant; an error if the weights are another')
     parser.add_argument(
         '--force', action='store_true', help='overwrite an existing DST')
@@ -45,12 +46,13 @@ def main(argv=None):
     """Run the command line; returns the exit code."""
     args = parse_args(argv)
     try:
-        arch, what, count = convert_checkpoint(args.src, args.dst, args.to,
-                                               args.arch, args.force)
+        variant, what, count = convert_checkpoint(args.src, args.dst,
+                                                  args.to, args.arch,
+                                                  args.force)
     except UserError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
-    print(f'wrote {args.dst}: EMO-{arch.upper()} {what}, {count} tensors')
+    print(f'wrote {args.dst}: {variant} {what}, {count} tensors')
     return 0
 
 

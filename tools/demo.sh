@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The built-in demos, end to end on a CPU:
-#   bash tools/demo.sh [det|seg|cls] [extra tools/train.py arguments]
+#   bash tools/demo.sh [det|seg|cls] [emov2] [extra tools/train.py arguments]
 #   det (default): SSDLite-EMO-1M on generated shapes (COCO format);
 #   seg:           DeepLabV3-EMO-1M on generated outdoor scenes (ADE20K format);
-#   cls:           EMO-1M classifier on generated shapes (ImageNet format).
+#   cls:           EMO-1M classifier on generated shapes (ImageNet format);
+#   emov2:         the same with EMOv2-1M (configs/demo/*emov2*).
 # Steps:
 #   1. set up .venv (tools/bootstrap.sh, idempotent);
-#   2. check every EMO variant (tools/smoke.py: params, FLOPs, feature shapes, the
+#   2. check every EMO and EMOv2 variant (tools/smoke.py: params, FLOPs, feature shapes, the
 #      authors' checkpoint layout loaded through init_cfg);
 #   3. generate the data set under data/ (once);
 #   4. train with tools/train.py in a new work_dirs/demo_<model>/<date_time>/
@@ -65,6 +66,12 @@ case $TASK in
         echo "error: unknown demo '$TASK'; expected 'det', 'seg' or 'cls'" >&2
         exit 2;;
 esac
+if [[ $# -gt 0 && $1 == emov2 ]]; then
+    shift
+    # configs/demo/ssdlite_emo_1m_shapes.py -> ssdlite_emov2_1m_shapes.py
+    CONFIG=$(dirname "$CONFIG")/$(basename "$CONFIG" | sed 's/emo_1m/emov2_1m/')
+    WORK=${WORK}_emov2
+fi
 
 bash tools/bootstrap.sh
 PY=${EMO_MM_VENV:-$ROOT/.venv}/bin/python

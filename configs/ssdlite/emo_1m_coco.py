@@ -20,7 +20,8 @@ model = dict(
     neck=dict(
         in_channels=(80, 168),
         out_channels=(80, 168, 512, 256, 256, 128)),
-    # SSDHead that can predict under mmdet 3.3 (see emo_mm/models/ssd_head.py).
+    # SSDHead that can predict under mmdet 3.3
+    # (emo_mm/models/dense_heads/ssd_head.py).
     bbox_head=dict(
         type='PredictableSSDHead', in_channels=(80, 168, 512, 256, 256, 128)))
 

@@ -1,11 +1,13 @@
-"""Timing EMO against mmpretrain's EdgeNeXt, runs interleaved.
+"""Timing EMO and EMOv2 against mmpretrain's EdgeNeXt, runs interleaved.
 
-Each EMO variant is paired with the EdgeNeXt of its tier (1M: xxsmall, 2M:
-xsmall, 5M: small); both are bare backbones, built and timed in one process
-with the same threads, input and settings, alternating runs so that
-drifting CPU clocks hit both alike. Peak training memory is the CUDA
-allocator's peak, or on the CPU the peak resident memory (VmHWM, Linux) of a
-child process that imports the libraries and runs only that model's two
+Each size tier is timed as one group: EMO, EMOv2 and the EdgeNeXt of about
+their size (1M: xxsmall, 2M: xsmall, 5M: small; 20M, which only EMOv2 has:
+base, 18.5M). All are bare backbones, built and timed in one process with
+the same threads, input and settings, alternating runs so that drifting CPU
+clocks hit them alike. EMOv2's LayerScales are set as a trained model's
+could be (:data:`TIMED_LAYER_SCALE`). Peak training memory is the CUDA
+allocator's peak, or on the CPU the peak resident memory (VmHWM, Linux) of
+a child process that imports the libraries and runs only that model's two
 steps.
 """
 import multiprocessing as mp
@@ -18,9 +20,49 @@ import torch
 
 from ..deployment import deploy, export_onnx
 
-PAIRS = {'1m': 'xxsmall', '2m': 'xsmall', '5m': 'small'}
-# Window sizes of the downstream configs by input side (EMO-1M/2M, EMO-5M).
+# Per size tier, the arch of each family timed in it; EdgeNeXt is the
+# reference the others are compared with.
+TIERS = {
+    '1m': dict(EMO='1m', EMOv2='1m', EdgeNeXt='xxsmall'),
+    '2m': dict(EMO='2m', EMOv2='2m', EdgeNeXt='xsmall'),
+    '5m': dict(EMO='5m', EMOv2='5m', EdgeNeXt='small'),
+    '20m': dict(EMOv2='20m', EdgeNeXt='base'),
+}
+FAMILIES = ('EMO', 'EMOv2')
+# Window sizes of the downstream configs by input side: EMO-1M/2M, EMO-5M
+# (7 at 224, the ImageNet window).
 WINDOWS = {224: (7, 7), 320: (7, 10), 512: (7, 16)}
+# EMOv2: 7 for ImageNet at 224, 10 in every downstream config.
+EMOV2_WINDOWS = {224: 7}
+EMOV2_DOWNSTREAM_WINDOW = 10
+
+
+# EMOv2 is timed with every LayerScale at 0.5. Built from scratch they are
+# 1e-6, which shrinks the activations of stages 2-4 to about 1e-6 to 1e-24,
+# far from a trained model's, and on such numbers the CPU's activation
+# kernels are slow: EMOv2-1M at 224x224, batch 1, 2 threads took 36.7 ms in
+# PyTorch with 1e-6 against 22.4 ms with 0.5, and 44 against 23 ms in ONNX
+# Runtime (SiLU and GELU 17 against 1 ms), which trained weights never show.
+TIMED_LAYER_SCALE = 0.5
+
+
+def set_layer_scales(model, value=TIMED_LAYER_SCALE):
+    """Set the LayerScale of every EMOv2 block in ``model`` to ``value``;
+    returns how many were set."""
+    from ..models import I2RMB
+    gammas = [m.gamma for m in model.modules()
+              if isinstance(m, I2RMB) and m.gamma is not None]
+    with torch.no_grad():
+        for gamma in gammas:
+            gamma.fill_(value)
+    return len(gammas)
+
+
+def window_of(family: str, arch: str, size: int) -> int:
+    """The window the downstream configs use at input side ``size``."""
+    if family == 'EMOv2':
+        return EMOV2_WINDOWS.get(size, EMOV2_DOWNSTREAM_WINDOW)
+    return WINDOWS.get(size, (7, 7))[arch == '5m']
 
 
 @dataclass
@@ -38,19 +80,29 @@ class Settings:
     warmup: int = 5
 
 
-def build_pair(arch, size):
-    """EMO and its EdgeNeXt peer, bare backbones in eval mode."""
+def build_tier(tier, size, families=FAMILIES + ('EdgeNeXt', )):
+    """The tier's backbones (EMO, EMOv2, EdgeNeXt: those of ``families``
+    that the tier has), bare, in eval mode, as ``[(row name, model)]``."""
     from mmpretrain.models.backbones import EdgeNeXt
 
-    from ..models import EMO
-    window = WINDOWS.get(size, (7, 7))[arch == '5m']
-    emo = EMO(arch=arch,
-              out_indices=(4, ),
-              final_norm=True,
-              window_size=window)
-    edgenext = EdgeNeXt(arch=PAIRS[arch], out_indices=(3, ))
-    return [(f'EMO-{arch.upper()} (w{window})', emo),
-            (f'EdgeNeXt-{PAIRS[arch]}', edgenext)]
+    from ..models import EMO, EMOv2
+    models = []
+    for family in FAMILIES:
+        arch = TIERS[tier].get(family)
+        if arch is None or family not in families:
+            continue
+        window = window_of(family, arch, size)
+        model = dict(EMO=EMO, EMOv2=EMOv2)[family](arch=arch,
+                                                   out_indices=(4, ),
+                                                   final_norm=True,
+                                                   window_size=window)
+        set_layer_scales(model)
+        models.append((f'{family}-{arch.upper()} (w{window})', model))
+    if 'EdgeNeXt' in families:
+        arch = TIERS[tier]['EdgeNeXt']
+        models.append(
+            (f'EdgeNeXt-{arch}', EdgeNeXt(arch=arch, out_indices=(3, ))))
+    return models
 
 
 def prepare(model, settings):
@@ -160,9 +212,14 @@ def time_onnxruntime(models, batch, size, settings):
     return time_runs(runs, settings)
 
 
-def _peak_child(arch_name, arch, size, batch, settings, queue):
+def _build_one(name, tier, size):
+    """The model of row ``name`` (:func:`build_tier`), built alone."""
+    return dict(build_tier(tier, size, (name.split('-')[0], )))[name]
+
+
+def _peak_child(name, tier, size, batch, settings, queue):
     torch.set_num_threads(settings.threads)
-    model = dict(build_pair(arch, size))[arch_name]
+    model = _build_one(name, tier, size)
     run = step_fn(prepare(model, settings), make_input(batch, size, settings),
                   settings)
     for _ in range(2):
@@ -175,10 +232,11 @@ def _peak_child(arch_name, arch, size, batch, settings, queue):
     queue.put(peak_kb / 1024)
 
 
-def peak_memory_mb(name, arch, size, batch, settings):
-    """Peak memory (MB) of training ``name``: CUDA allocator or child RSS."""
+def peak_memory_mb(name, tier, size, batch, settings):
+    """Peak memory (MB) of training the row ``name`` of ``tier``: CUDA
+    allocator or child RSS."""
     if settings.device.startswith('cuda'):
-        model = dict(build_pair(arch, size))[name]
+        model = _build_one(name, tier, size)
         torch.cuda.reset_peak_memory_stats()
         step_fn(prepare(model, settings), make_input(batch, size, settings),
                 settings)()
@@ -187,8 +245,7 @@ def peak_memory_mb(name, arch, size, batch, settings):
     context = mp.get_context('spawn')
     queue = context.Queue()
     child = context.Process(target=_peak_child,
-                            args=(name, arch, size, batch, settings,
-                                      queue))
+                            args=(name, tier, size, batch, settings, queue))
     child.start()
     child.join()
     return queue.get() if child.exitcode == 0 else float('nan')

@@ -1,10 +1,13 @@
-"""Reading EMO checkpoints: the authors' key layout, ours, and the checks.
+"""Reading EMO and EMOv2 checkpoints: the authors' key layouts, ours, and
+the checks.
 
-The authors' ImageNet checkpoints (``net.pth``) are flat state dicts whose keys
-follow their module names (``stage0.0.convs.0.0.weight``,
-``stage3.1.qk.conv.weight``, ...). :class:`~emo_mm.models.EMO` names its
-modules after OpenMMLab conventions instead, so keys are mapped here, in both
-directions, with a fixed list of renames.
+The authors' ImageNet checkpoints are flat state dicts whose keys follow
+their module names (EMO: ``stage0.0.convs.0.0.weight``,
+``stage3.1.qk.conv.weight``; EMOv2: ``stage3.1.eops.0.qk.conv.weight``,
+``stage3.1.ls.gamma``, ...). Our backbones name their modules after
+OpenMMLab conventions instead, so keys are mapped here, in both directions,
+with a fixed list of renames per family. A family is told apart by its
+LayerScale parameters: only EMOv2 has them.
 """
 import logging
 import re
@@ -19,25 +22,58 @@ from ..utils.safe_load import read_checkpoint
 
 StateDict = Dict[str, torch.Tensor]
 
+# The presets of each backbone family ({family: arch_settings}), filled in by
+# the backbone classes as they are defined (see EMOBackbone).
+FAMILIES: Dict[str, dict] = {}
+
 # (authors' pattern, ours), applied in order to every key.
-_AUTHORS_TO_OURS = [
-    (r'^stage0\.0\.convs\.0\.0\.', 'stages.0.0.conv.'),
-    (r'^stage0\.0\.convs\.0\.1\.', 'stages.0.0.bn.'),
-    (r'^stage(\d)\.', r'stages.\1.'),
-    (r'(^|\.)norm\.norm\.',
-     r'\1norm.'),  # their LayerNorm2d wraps nn.LayerNorm
-    (r'\.qk\.conv\.', '.attn.qk.'),
-    (r'\.proj\.conv\.', '.proj.'),
-    (r'\.conv_local\.norm\.', '.conv_local.bn.'),
-]
-_OURS_TO_AUTHORS = [
-    (r'^stages\.0\.0\.conv\.', 'stage0.0.convs.0.0.'),
-    (r'^stages\.0\.0\.bn\.', 'stage0.0.convs.0.1.'),
-    (r'^stages\.(\d)\.', r'stage\1.'),
-    (r'\.attn\.qk\.', '.qk.conv.'),
-    (r'\.proj\.', '.proj.conv.'),
-    (r'\.conv_local\.bn\.', '.conv_local.norm.'),
-]
+_AUTHORS_TO_OURS = {
+    'EMO': [
+        (r'^stage0\.0\.convs\.0\.0\.', 'stages.0.0.conv.'),
+        (r'^stage0\.0\.convs\.0\.1\.', 'stages.0.0.bn.'),
+        (r'^stage(\d)\.', r'stages.\1.'),
+        (r'(^|\.)norm\.norm\.',
+         r'\1norm.'),  # their LayerNorm2d wraps nn.LayerNorm
+        (r'\.qk\.conv\.', '.attn.qk.'),
+        (r'\.proj\.conv\.', '.proj.'),
+        (r'\.conv_local\.norm\.', '.conv_local.bn.'),
+    ],
+    'EMOv2': [
+        (r'^stage0\.([01])\.norm\.', r'stages.0.\1.bn.'),
+        (r'^stage0\.2\.conv\.', 'stages.0.2.'),
+        (r'^stage(\d)\.', r'stages.\1.'),
+        # A LayerNorm2d after the depthwise conv (their mmseg backbone).
+        (r'\.conv_local\.norm\.norm\.', '.conv_local.ln.'),
+        (r'\.conv_local\.norm\.', '.conv_local.bn.'),
+        (r'(^|\.)norm\.norm\.', r'\1norm.'),
+        # The token mixer: a 1x1 projection ("net") or, in attending
+        # blocks, the same projection as values beside qk.
+        (r'\.eops\.0\.(net|v)\.conv\.', '.v.conv.'),
+        (r'\.eops\.0\.qk\.conv\.', '.attn.qk.'),
+        (r'\.proj\.conv\.', '.proj.'),
+        (r'\.ls\.gamma$', '.gamma'),
+    ],
+}
+_OURS_TO_AUTHORS = {
+    'EMO': [
+        (r'^stages\.0\.0\.conv\.', 'stage0.0.convs.0.0.'),
+        (r'^stages\.0\.0\.bn\.', 'stage0.0.convs.0.1.'),
+        (r'^stages\.(\d)\.', r'stage\1.'),
+        (r'\.attn\.qk\.', '.qk.conv.'),
+        (r'\.proj\.', '.proj.conv.'),
+        (r'\.conv_local\.bn\.', '.conv_local.norm.'),
+    ],
+    'EMOv2': [
+        (r'^stages\.0\.([01])\.bn\.', r'stage0.\1.norm.'),
+        (r'^stages\.0\.2\.', 'stage0.2.conv.'),
+        (r'^stages\.(\d)\.', r'stage\1.'),
+        (r'\.conv_local\.ln\.', '.conv_local.norm.norm.'),
+        (r'\.conv_local\.bn\.', '.conv_local.norm.'),
+        (r'\.attn\.qk\.', '.eops.0.qk.conv.'),
+        (r'\.proj\.', '.proj.conv.'),
+        (r'\.gamma$', '.ls.gamma'),
+    ],
+}
 # Keys of the authors' classifier that are not part of the backbone.
 _CLASSIFIER_PREFIXES = ('head.', 'norm.')
 
@@ -48,21 +84,30 @@ def _rename(key: str, rules) -> str:
     return key
 
 
+def family_of(state_dict: StateDict) -> str:
+    """``'EMOv2'`` for a state dict with LayerScale parameters (either
+    layout), else ``'EMO'``."""
+    return ('EMOv2' if any(k.endswith('gamma') for k in state_dict)
+            else 'EMO')
+
+
 def is_authors_layout(state_dict: StateDict) -> bool:
     return any(key.startswith('stage0.') for key in state_dict)
 
 
 def authors_to_ours(state_dict: StateDict) -> StateDict:
-    """Rename an authors' state dict (``net.pth``) to emo_mm's layout."""
+    """Rename an authors' state dict (EMO or EMOv2) to emo_mm's layout."""
+    rules = _AUTHORS_TO_OURS[family_of(state_dict)]
     return OrderedDict(
-        (_rename(k, _AUTHORS_TO_OURS), v) for k, v in state_dict.items())
+        (_rename(k, rules), v) for k, v in state_dict.items())
 
 
 def ours_to_authors(state_dict: StateDict) -> StateDict:
     """Rename an emo_mm backbone state dict (``norm.`` included) back."""
+    family = family_of(state_dict)
     out = OrderedDict()
     for key, value in state_dict.items():
-        new_key = _rename(key, _OURS_TO_AUTHORS)
+        new_key = _rename(key, _OURS_TO_AUTHORS[family])
         # Their LayerNorm2d holds its nn.LayerNorm as ``.norm``: a norm with
         # no running statistics beside it is a LayerNorm.
         match = re.match(r'^(.*\.)?norm\.(weight|bias)$', key)
@@ -70,6 +115,12 @@ def ours_to_authors(state_dict: StateDict) -> StateDict:
                 state_dict:
             new_key = new_key[:-len(match.group(2))] + 'norm.' + \
                 match.group(2)
+        # EMOv2's token mixer is "v" in attending blocks, "net" elsewhere.
+        match = re.match(r'^(stages\.\d\.\d+\.)v\.conv\.', key)
+        if family == 'EMOv2' and match:
+            mixer = ('v' if f'{match.group(1)}attn.qk.weight' in state_dict
+                     else 'net')
+            new_key = new_key.replace('.v.conv.', f'.eops.0.{mixer}.conv.')
         out[new_key] = value
     return out
 
@@ -93,7 +144,8 @@ def extract_state_dict(checkpoint) -> StateDict:
 
 
 def variant_signature(state_dict: StateDict) -> Tuple:
-    """(stem channels, depths, channels) of an emo_mm-layout state dict."""
+    """(family, stem channels, depths, channels) of an emo_mm-layout state
+    dict."""
     depths, channels = [], []
     for i in range(1, 5):
         blocks, width = set(), None
@@ -106,28 +158,27 @@ def variant_signature(state_dict: StateDict) -> Tuple:
         depths.append(len(blocks))
         channels.append(width)
     stem = state_dict.get('stages.0.0.conv.weight')
-    return (None if stem is None else stem.shape[0], tuple(depths),
-            tuple(channels))
+    return (family_of(state_dict), None if stem is None else stem.shape[0],
+            tuple(depths), tuple(channels))
 
 
-def find_arch(signature: Tuple, arch_settings: dict) -> Optional[str]:
-    """The name in ``arch_settings`` (a backbone's presets) whose stem
-    width, depths and widths are ``signature``, or None."""
-    for name, arch in arch_settings.items():
-        if signature == (arch['stem_channels'], tuple(arch['depths']),
-                         tuple(arch['channels'])):
+def find_arch(signature: Tuple) -> Optional[str]:
+    """The preset name ('5m', ...) of the signature's family whose stem
+    width, depths and widths are ``signature``'s, or None."""
+    family, *numbers = signature
+    for name, arch in FAMILIES.get(family, {}).items():
+        if numbers == [arch['stem_channels'], tuple(arch['depths']),
+                       tuple(arch['channels'])]:
             return name
     return None
 
 
-def describe_variant(signature: Tuple,
-                     arch_settings: dict,
-                     family: str = 'EMO') -> str:
-    """``'EMO-5M'`` for a preset's signature, else its numbers."""
-    name = find_arch(signature, arch_settings)
+def describe_variant(signature: Tuple) -> str:
+    """``'EMOv2-5M'`` for a preset's signature, else its numbers."""
+    name = find_arch(signature)
+    family, stem, depths, channels = signature
     if name is not None:
         return f'{family}-{name.upper()}'
-    stem, depths, channels = signature
     return (f'an {family} of stem width {stem}, depths {list(depths)} and '
             f'widths {list(channels)}')
 
@@ -163,8 +214,7 @@ def load_backbone_checkpoint(backbone,
         state_dict = authors_to_ours(state_dict)
 
     ours = backbone.state_dict()
-    arch_settings = type(backbone).arch_settings
-    model_name = describe_variant(variant_signature(ours), arch_settings)
+    model_name = describe_variant(variant_signature(ours))
     if not any(k in ours for k in state_dict):
         sample = list(state_dict)[:5]
         raise UserError(f'checkpoint {filename} holds no {model_name} '
@@ -172,7 +222,7 @@ def load_backbone_checkpoint(backbone,
     found = variant_signature(state_dict)
     if found != variant_signature(ours):
         raise UserError(f'checkpoint {filename} holds '
-                        f'{describe_variant(found, arch_settings)} weights, '
+                        f'{describe_variant(found)} weights, '
                         'but the model '
                         f'is {model_name}; choose the matching arch or '
                         'checkpoint')
@@ -194,6 +244,20 @@ def load_backbone_checkpoint(backbone,
     missing, unexpected = backbone.load_state_dict(state_dict, strict=False)
     print_log(f'loaded {model_name} backbone weights from {filename}',
               logger=logger)
+    # ImageNet weights have BatchNorms after the depthwise convs, where the
+    # authors' segmentation backbone (dw_norm_cfg LN2d) has LayerNorms.
+    kept = sorted({k.rsplit('.', 1)[0] for k in missing
+                   if '.conv_local.ln.' in k})
+    if kept:
+        print_log(
+            f'{len(kept)} LayerNorms after the depthwise convs of '
+            f'{model_name} are not in {filename} (it has BatchNorms there, '
+            'which are not used); they keep their initial values, as in the '
+            f'authors\' segmentation backbone: {", ".join(kept)}',
+            logger=logger,
+            level=logging.WARNING)
+        missing = [k for k in missing if '.conv_local.ln.' not in k]
+        unexpected = [k for k in unexpected if '.conv_local.bn.' not in k]
     if missing:
         print_log(f'{model_name} keys missing in {filename}: {missing}',
                   logger=logger,

@@ -1,5 +1,5 @@
-"""Converting EMO checkpoints between the authors' layout and OpenMMLab's:
-``tools/convert_authors_checkpoint.py``.
+"""Converting EMO and EMOv2 checkpoints between the authors' layouts and
+OpenMMLab's: ``tools/convert_authors_checkpoint.py``.
 
 ``classifier``: the authors' ``net.pth`` as an mmpretrain checkpoint of
 ``configs/imagenet/emo_*_in1k.py`` (``backbone.*`` with the final norm,
@@ -17,7 +17,7 @@ import torch
 from ..errors import UserError
 from ..utils.safe_load import read_checkpoint
 from ..version import __version__
-from .backbones import EMO
+from .backbones import EMO, EMOv2
 from .checkpoint import (authors_to_classifier, authors_to_ours,
                          classifier_to_authors, describe_variant,
                          extract_state_dict, find_arch, is_authors_layout,
@@ -26,17 +26,21 @@ from .checkpoint import (authors_to_classifier, authors_to_ours,
 TARGETS = ('classifier', 'backbone', 'authors')
 
 
+BACKBONES = {cls.family: cls for cls in (EMO, EMOv2)}
+
+
 def _arch_of(backbone_state_dict, src, expected=None):
-    """The arch name ('1m' ...) of an emo_mm-layout backbone state dict."""
+    """``(family, arch)``, e.g. ``('EMOv2', '5m')``, of an emo_mm-layout
+    backbone state dict; ``expected`` is an arch name to insist on."""
     signature = variant_signature(backbone_state_dict)
-    name = find_arch(signature, EMO.arch_settings)
+    name = find_arch(signature)
     if name is None:
-        raise UserError(f'{src} holds no known EMO variant: '
-                        f'{describe_variant(signature, EMO.arch_settings)}')
+        raise UserError(f'{src} holds no known {signature[0]} variant: '
+                        f'{describe_variant(signature)}')
     if expected and expected != name:
-        raise UserError(f'{src} holds EMO-{name.upper()} weights, but --arch '
-                        f'is {expected}')
-    return name
+        raise UserError(f'{src} holds {describe_variant(signature)} '
+                        f'weights, but --arch is {expected}')
+    return signature[0], name
 
 
 def _check_keys(state_dict, expected_keys, src, what):
@@ -56,9 +60,16 @@ def _check_keys(state_dict, expected_keys, src, what):
         raise UserError(f'{src}: ' + '; '.join(parts))
 
 
-def _model_keys(arch, final_norm):
-    """State dict keys of an emo_mm backbone (buffers included)."""
-    return list(EMO(arch=arch, final_norm=final_norm).state_dict())
+def _model_keys(variant, final_norm):
+    """State dict keys of an emo_mm backbone (buffers included) of
+    ``variant``, a ``(family, arch)`` pair."""
+    family, arch = variant
+    return list(BACKBONES[family](arch=arch,
+                                  final_norm=final_norm).state_dict())
+
+
+def _name(variant):
+    return f'{variant[0]}-{variant[1].upper()}'
 
 
 def convert_state_dict(src_state, src: str, to: str, arch=None):
@@ -66,7 +77,7 @@ def convert_state_dict(src_state, src: str, to: str, arch=None):
     names it in errors, ``arch`` is the expected variant.
 
     Returns:
-        tuple: ``(state_dict, arch, description)``.
+        tuple: ``(state_dict, (family, arch), description)``.
 
     Raises:
         UserError: The weights are of another or no known variant, keys are
@@ -76,18 +87,18 @@ def convert_state_dict(src_state, src: str, to: str, arch=None):
         if to == 'authors':
             raise UserError(f'{src} is already in the authors\' layout')
         ours = authors_to_ours(src_state)
-        arch = _arch_of(ours, src, arch)
-        backbone_keys = _model_keys(arch, final_norm=True)
+        variant = _arch_of(ours, src, arch)
+        backbone_keys = _model_keys(variant, final_norm=True)
         head_keys = [k for k in ours if k.startswith('head.')]
         _check_keys(ours, backbone_keys + ['head.weight', 'head.bias'], src,
-                    f'the authors\' EMO-{arch.upper()} classifier')
+                    f'the authors\' {_name(variant)} classifier')
         if to == 'classifier':
-            return (authors_to_classifier(src_state), arch,
+            return (authors_to_classifier(src_state), variant,
                     'mmpretrain classifier')
-        plain = set(_model_keys(arch, final_norm=False))
+        plain = set(_model_keys(variant, final_norm=False))
         out = OrderedDict(('backbone.' + k, v) for k, v in ours.items()
                           if k in plain and k not in head_keys)
-        return out, arch, 'backbone'
+        return out, variant, 'backbone'
 
     if to != 'authors':
         raise UserError(
@@ -99,16 +110,17 @@ def convert_state_dict(src_state, src: str, to: str, arch=None):
     if not backbone:
         raise UserError(f'{src} holds no backbone.* keys: not an '
                         'emo_mm classifier, detector or segmentor')
-    arch = _arch_of(backbone, src, arch)
+    variant = _arch_of(backbone, src, arch)
     if any(k.startswith('head.fc.') for k in src_state):
         _check_keys(src_state,
-                    ['backbone.' + k for k in _model_keys(arch, True)] +
+                    ['backbone.' + k for k in _model_keys(variant, True)] +
                     ['head.fc.weight', 'head.fc.bias'], src,
-                    f'an EMO-{arch.upper()} classifier')
-        return classifier_to_authors(src_state), arch, 'authors\' classifier'
-    _check_keys(backbone, _model_keys(arch, final_norm=False), src,
-                f'an EMO-{arch.upper()} backbone')
-    return ours_to_authors(backbone), arch, 'authors\' backbone (no head)'
+                    f'an {_name(variant)} classifier')
+        return (classifier_to_authors(src_state), variant,
+                'authors\' classifier')
+    _check_keys(backbone, _model_keys(variant, final_norm=False), src,
+                f'an {_name(variant)} backbone')
+    return ours_to_authors(backbone), variant, 'authors\' backbone (no head)'
 
 
 def convert_checkpoint(src: str,
@@ -120,7 +132,8 @@ def convert_checkpoint(src: str,
     ``net`` or not), convert it to ``to`` and save it as ``dst``.
 
     Returns:
-        tuple: ``(arch, description, number of tensors)``.
+        tuple: ``(variant, description, number of tensors)``, the variant
+        as ``'EMOv2-5M'``.
 
     Raises:
         UserError: ``dst`` exists and ``force`` is not set, ``src`` is
@@ -134,16 +147,17 @@ def convert_checkpoint(src: str,
         src_state = extract_state_dict(read_checkpoint(src))
     except FileNotFoundError as err:
         raise UserError(str(err)) from err
-    state_dict, arch, what = convert_state_dict(src_state, src, to, arch)
+    state_dict, variant, what = convert_state_dict(src_state, src, to, arch)
     if to == 'authors':
         checkpoint = state_dict  # their loader takes a flat state dict
     else:
         meta = dict(converted_from=src,
                     converted_by=f'emo_mm {__version__}',
-                    arch=arch)
+                    family=variant[0],
+                    arch=variant[1])
         if to == 'classifier':
             from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
             meta['dataset_meta'] = dict(classes=IMAGENET_CATEGORIES)
         checkpoint = dict(state_dict=state_dict, meta=meta)
     torch.save(checkpoint, dst)
-    return arch, what, len(state_dict)
+    return _name(variant), what, len(state_dict)

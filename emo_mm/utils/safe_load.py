@@ -39,10 +39,12 @@ from ..errors import CheckpointRefused, UserError
 
 # Digests of released weights, checked after every download and before
 # unpickling. The authors publish no checksums; these are the git blob ids
-# that github.com/zhangzjn/EMO's tree records for the files its /raw/ URLs
-# serve (SHA-1 of b'blob <size>\0' + the bytes), known without downloading.
-# Add the sha256 here once someone with network access has computed it.
+# that github.com/zhangzjn/EMO's and zhangzjn/EMOv2's trees record for the
+# files their /raw/ URLs serve (SHA-1 of b'blob <size>\0' + the bytes), known
+# without downloading. Add the sha256 here once someone with network access
+# has computed it.
 _EMO_RAW = 'https://github.com/zhangzjn/EMO/raw/main/resources'
+_EMOV2_RAW = 'https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls'
 KNOWN_DIGESTS = {
     f'{_EMO_RAW}/EMO_1M/net.pth':
     'git-blob-sha1:76c4282de548fa76eca6011720b29d8f80ffa784',
@@ -52,6 +54,20 @@ KNOWN_DIGESTS = {
     'git-blob-sha1:3ea7450fa9c290c3c46f372c1f5cebe1198d1ce1',
     f'{_EMO_RAW}/EMO_6M/net.pth':
     'git-blob-sha1:10a248725247cf18b51e449dbd1a220354457c99',
+    f'{_EMOV2_RAW}/EMOv2_1M_224.pth':
+    'git-blob-sha1:4cbb1c0541597da1442bb5bd7f155fa9d00cd486',
+    f'{_EMOV2_RAW}/EMOv2_1M_224_KD.pth':
+    'git-blob-sha1:d3d292c37d874de97ed8828c61114b5365325d25',
+    f'{_EMOV2_RAW}/EMOv2_2M_224.pth':
+    'git-blob-sha1:009fd7338ac833177c5ae2014061d56203c423ea',
+    f'{_EMOV2_RAW}/EMOv2_2M_224_KD.pth':
+    'git-blob-sha1:bcc37347a7082df62a5c5f025a3f322fc273b46d',
+    f'{_EMOV2_RAW}/EMOv2_5M_224.pth':
+    'git-blob-sha1:174a94f26e6bd2456f396cca427702c3a70b412b',
+    f'{_EMOV2_RAW}/EMOv2_5M_224_KD.pth':
+    'git-blob-sha1:9332927c3751291dc574a151a10074bce706bb1f',
+    f'{_EMOV2_RAW}/EMOv2_5M_512_KD.pth':
+    'git-blob-sha1:e1235b440edd1517bacd30fc6ff0c476098b2847',
 }
 
 _TRUST_HINT = ('only if you trust it: load it yourself with '

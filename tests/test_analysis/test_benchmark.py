@@ -1,17 +1,19 @@
 """emo_mm.analysis.benchmark and tools/analysis/benchmark.py, which prints
-its table (timings are not asserted: speed targets live in the tool's
-output, not in tests)."""
+its table: EMO and EMOv2 beside the EdgeNeXt of their tier (timings are not
+asserted: speed targets live in the tool's output, not in tests)."""
 import os.path as osp
 import re
 import subprocess
 import sys
 
+import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from conftest import REPO_ROOT as REPO
-from emo_mm.analysis.benchmark import Settings, prepare
-from emo_mm.models import EMO
+from emo_mm.analysis.benchmark import (TIMED_LAYER_SCALE, Settings,
+                                       build_tier, prepare)
+from emo_mm.models import EMO, I2RMB, EMOv2
 
 TOOL = osp.join(REPO, 'tools', 'analysis', 'benchmark.py')
 
@@ -24,33 +26,64 @@ def run(*args):
     return proc.stdout
 
 
+def rows_of(out, *prefixes):
+    return [line for line in out.splitlines()
+            if line.startswith(prefixes)]
+
+
 def test_inference_table():
     out = run('--pairs', '1m', '--sizes', '64', '--batches', '1', '2',
               '--repeat', '2', '--warmup', '1', '--threads', '1',
               '--channels-last')
     assert '1 threads' in out and 'channels_last True' in out
-    rows = [line for line in out.splitlines()
-            if line.startswith(('EMO-1M', 'EdgeNeXt-xxsmall'))]
-    assert len(rows) == 4  # two batch sizes x the pair
-    assert '2x3x64x64' in rows[2]
-    assert rows[1].rstrip().endswith('x')  # EMO/EdgeNeXt ratio
+    rows = rows_of(out, 'EMO-1M', 'EMOv2-1M', 'EdgeNeXt-xxsmall')
+    # Two batch sizes x the tier (EMO, EMOv2, EdgeNeXt, in that order).
+    assert [row.split()[0] for row in rows] == [
+        'EMO-1M', 'EMOv2-1M', 'EdgeNeXt-xxsmall'] * 2
+    assert '2x3x64x64' in rows[3]
+    # Each EMO row ends with its time over EdgeNeXt's; EdgeNeXt's does not.
+    assert all(re.search(r'\d\.\d\dx$', row.rstrip()) for row in rows[:2])
+    assert not rows[2].rstrip().endswith('x')
+
+
+def test_tiers_and_families():
+    """The 20M tier has EMOv2 and EdgeNeXt-base only; --families leaves a
+    family out; EMOv2's window is 10 at sizes other than 224, as in its
+    downstream configs."""
+    out = run('--tiers', '20m', '5m', '--families', 'EMOv2', '--sizes', '64',
+              '--batches', '1', '--repeat', '2', '--warmup', '1',
+              '--threads', '1')
+    rows = rows_of(out, 'EMO', 'EdgeNeXt')
+    assert [row.split()[0] for row in rows] == [
+        'EMOv2-20M', 'EdgeNeXt-base', 'EMOv2-5M', 'EdgeNeXt-small']
+    assert rows[0].split()[1] == rows[2].split()[1] == '(w10)'
+    names = [name for name, _ in build_tier('1m', 224)]
+    assert names == ['EMO-1M (w7)', 'EMOv2-1M (w7)', 'EdgeNeXt-xxsmall']
+    names = [name for name, _ in build_tier('5m', 512, ('EMO', ))]
+    assert names == ['EMO-5M (w16)']
+    # EMOv2 is timed with LayerScales of TIMED_LAYER_SCALE, not 1e-6.
+    (name, model), = build_tier('1m', 320, ('EMOv2', ))
+    assert name == 'EMOv2-1M (w10)'
+    gammas = [m.gamma for m in model.modules() if isinstance(m, I2RMB)]
+    assert len(gammas) == sum(EMOv2.arch_settings['1m']['depths'])
+    assert all(g.eq(TIMED_LAYER_SCALE).all() for g in gammas)
 
 
 def test_train_table_reports_peak_memory():
     out = run('--pairs', '1m', '--sizes', '64', '--batches', '2', '--train',
               '--repeat', '2', '--warmup', '1', '--threads', '1')
     assert 'peak MB' in out
-    emo_row = [line for line in out.splitlines()
-               if line.startswith('EMO-1M')][0]
-    assert float(emo_row.split()[-1]) > 100  # a process holds > 100 MB
+    rows = rows_of(out, 'EMO-1M', 'EMOv2-1M', 'EdgeNeXt')
+    assert len(rows) == 3
+    for row in rows:  # a process holds > 100 MB
+        assert float(row.split()[-1]) > 100, row
 
 
 def test_deploy_flag():
     out = run('--pairs', '1m', '--sizes', '64', '--batches', '1',
               '--repeat', '2', '--warmup', '1', '--threads', '1', '--deploy')
     assert 'deploy True' in out
-    assert len([line for line in out.splitlines()
-                if line.startswith(('EMO-1M', 'EdgeNeXt'))]) == 2
+    assert len(rows_of(out, 'EMO-1M', 'EMOv2-1M', 'EdgeNeXt')) == 3
     proc = subprocess.run([sys.executable, TOOL, '--deploy', '--train'],
                           cwd=REPO, text=True, capture_output=True)
     assert proc.returncode == 2
@@ -62,8 +95,10 @@ def test_onnxruntime_rows():
               '--repeat', '2', '--warmup', '1', '--threads', '1',
               '--onnxruntime')
     rows = [line for line in out.splitlines() if '[ORT]' in line]
-    assert [row.split()[0] for row in rows] == ['EMO-1M', 'EdgeNeXt-xxsmall']
-    assert rows[1].rstrip().endswith('x')  # EMO ORT / EdgeNeXt ORT
+    assert [row.split()[0] for row in rows] == ['EMO-1M', 'EMOv2-1M',
+                                                'EdgeNeXt-xxsmall']
+    # EMO ORT / EdgeNeXt ORT, EMOv2 ORT / EdgeNeXt ORT
+    assert all(row.rstrip().endswith('x') for row in rows[:2])
     proc = subprocess.run([sys.executable, TOOL, '--onnxruntime', '--train'],
                           cwd=REPO, text=True, capture_output=True)
     assert proc.returncode == 2 and 'CPU only' in proc.stderr
@@ -77,24 +112,31 @@ def test_config_and_dtype():
     out = run('--pairs', '1m', '--sizes', '64', '--batches', '1', '--repeat',
               '2', '--warmup', '1', '--threads', '1', '--dtype', 'bf16')
     assert 'bf16' in out.splitlines()[0] or 'bf16' in out
-    assert len([line for line in out.splitlines()
-                if line.startswith(('EMO-1M', 'EdgeNeXt'))]) == 2
+    assert len(rows_of(out, 'EMO-1M', 'EMOv2-1M', 'EdgeNeXt')) == 3
 
 
-def test_deploy_times_the_folded_model():
+@pytest.mark.parametrize('backbone', [EMO, EMOv2])
+def test_deploy_times_the_folded_model(backbone):
     """Settings(deploy=True) hands the timing loop a model without
-    BatchNorms whose outputs are the unfolded model's."""
+    BatchNorms (nor, in EMOv2, LayerScales) whose outputs are the unfolded
+    model's."""
     torch.manual_seed(0)
-    model = EMO(arch='1m', out_indices=(0, 1, 2, 3, 4)).eval()
+    model = backbone(arch='1m', out_indices=(0, 1, 2, 3, 4)).eval()
     for m in model.modules():
         if isinstance(m, _BatchNorm):
             m.running_mean.uniform_(-1, 1)
             m.running_var.uniform_(0.5, 2)
+    with torch.no_grad():  # LayerScales as trained ones, not 1e-6
+        for name, param in model.named_parameters():
+            if name.endswith('gamma'):
+                param.uniform_(0.3, 0.7)
     x = torch.randn(1, 3, 64, 80)
     with torch.no_grad():
         expected = model(x)
     timed = prepare(model, Settings(deploy=True, threads=1))
     assert not any(isinstance(m, _BatchNorm) for m in timed.modules())
+    assert not any(name.endswith('gamma')
+                   for name, _ in timed.named_parameters())
     with torch.no_grad():
         got = timed(x)
     assert len(got) == len(expected) == 5

@@ -17,6 +17,7 @@ from conftest import run_python as run
 from emo_mm.engine import GlooSyncBatchNorm
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'emo_1m_shapes_cls.py')
+DEMO_V2 = osp.join(REPO_ROOT, 'configs', 'demo', 'emov2_1m_shapes_cls.py')
 # The classification demo made deterministic: SyncBN, a fixed resize
 # instead of random crops (random transforms would draw different numbers
 # in two processes than in one), SGD, no schedule, two short epochs, and the
@@ -109,13 +110,14 @@ def _read_losses(path):
         return [float(line) for line in f]
 
 
+@pytest.mark.parametrize('demo', [DEMO, DEMO_V2], ids=['emo', 'emov2'])
 def test_two_processes_equal_one_with_the_same_global_batch(
-        tiny_shapes, tmp_path):
+        demo, tiny_shapes, tmp_path):
     """tools/dist_train.sh (torchrun, gloo) with 2 x batch 4 against
     tools/train.py with 1 x batch 8: same loss at every iteration, same
     weights at the end; the single process reverts SyncBN to BN."""
     config = tmp_path / 'equivalence.py'
-    config.write_text(EQUIVALENCE_CONFIG.format(demo=DEMO,
+    config.write_text(EQUIVALENCE_CONFIG.format(demo=demo,
                                                 data_root=tiny_shapes))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [osp.join(REPO_ROOT, 'tests'), REPO_ROOT,

@@ -27,7 +27,7 @@ def test_conversion_round_trip_is_lossless(tmp_path):
     torch.save({'model': authors}, src)  # a wrapped file is accepted
     cls_path, back_path = str(tmp_path / 'cls.pth'), str(tmp_path / 'b.pth')
     assert convert_checkpoint(src, cls_path, 'classifier')[:2] == (
-        '1m', 'mmpretrain classifier')
+        'EMO-1M', 'mmpretrain classifier')
     checkpoint = torch.load(cls_path, weights_only=True)
     assert checkpoint['meta']['arch'] == '1m'
     assert len(checkpoint['meta']['dataset_meta']['classes']) == 1000
@@ -100,3 +100,41 @@ def test_command_line(tmp_path):
     assert refused.returncode == 1
     assert 'error: ' in refused.stdout and 'refusing to overwrite' in \
         refused.stdout
+
+
+def test_emov2_conversions(tmp_path):
+    """The authors' EMOv2 classifier file: to an mmpretrain classifier and a
+    backbone and back, bit for bit; its variant and family are named."""
+    from conftest import FIXTURES_V2, _fixtures_missing
+    from emo_mm.models import EMOv2
+    name = 'emo2_1m_k5_hybrid_224x224.pt'
+    path = f'{FIXTURES_V2}/{name}'
+    try:  # as stored: fp16, so that the round trip is checked bit for bit
+        authors = torch.load(path, weights_only=True)['state_dict']
+    except FileNotFoundError:
+        _fixtures_missing(name)
+    src = str(tmp_path / 'EMOv2_1M_224.pth')
+    torch.save(authors, src)
+    cls_path, back_path = str(tmp_path / 'cls.pth'), str(tmp_path / 'b.pth')
+    assert convert_checkpoint(src, cls_path, 'classifier')[:2] == (
+        'EMOv2-1M', 'mmpretrain classifier')
+    meta = torch.load(cls_path, weights_only=True)['meta']
+    assert (meta['family'], meta['arch']) == ('EMOv2', '1m')
+    convert_checkpoint(cls_path, back_path, 'authors')
+    again = torch.load(back_path, weights_only=True)
+    assert set(again) == set(authors)
+    assert all(torch.equal(again[k], v) for k, v in authors.items())
+
+    backbone_path = str(tmp_path / 'backbone.pth')
+    convert_checkpoint(src, backbone_path, 'backbone')
+    backbone = torch.load(backbone_path, weights_only=True)['state_dict']
+    missing, unexpected = EMOv2(arch='1m').load_state_dict(
+        {k[len('backbone.'):]: v.float() for k, v in backbone.items()})
+    assert not missing and not unexpected
+
+    with pytest.raises(UserError, match='holds EMOv2-1M weights, but '
+                       '--arch is 5m'):
+        convert_checkpoint(src, str(tmp_path / 'x.pth'), 'classifier', '5m')
+    out = run_python('tools/convert_authors_checkpoint.py', src,
+                     str(tmp_path / 'cli.pth'), '--to', 'backbone').stdout
+    assert 'EMOv2-1M backbone' in out

@@ -86,16 +86,20 @@ def check_pictures(task, pictures, images):
             assert min(drawn.shape[:2]) >= 256, (picture, drawn.shape)
 
 
-@pytest.mark.parametrize('task', sorted(DEMOS))
-def test_demo_script_runs_end_to_end(task, tmp_path):
-    """tools/demo.sh TASK, shortened: smoke check, data, training, test with
-    pictures and inference, written under EMO_MM_DEMO_DIR; it ends saying
-    where the pictures are and what they show."""
-    demo = DEMOS[task]
+@pytest.mark.parametrize('task,family', [(task, '') for task in sorted(DEMOS)]
+                         + [('cls', 'emov2')])
+def test_demo_script_runs_end_to_end(task, family, tmp_path):
+    """tools/demo.sh TASK [emov2], shortened: smoke check, data, training,
+    test with pictures and inference, written under EMO_MM_DEMO_DIR; it ends
+    saying where the pictures are and what they show."""
+    demo = dict(DEMOS[task])
+    if family:  # the EMOv2 config, in its own work dir
+        demo['work'] += '_emov2'
     env = dict(os.environ, EMO_MM_DEMO_DIR=str(tmp_path),
                EMO_MM_DEMO_DATA_ARGS=demo['data_args'])
     out = run_command(
-        ['bash', 'tools/demo.sh', task, '--cfg-options', *demo['short'],
+        ['bash', 'tools/demo.sh', task, *filter(None, [family]),
+         '--cfg-options', *demo['short'],
          'train_dataloader.num_workers=0',
          'train_dataloader.persistent_workers=False',
          'val_dataloader.num_workers=0',
@@ -105,6 +109,10 @@ def test_demo_script_runs_end_to_end(task, tmp_path):
     assert np.isfinite(float(re.findall(demo['metric'], out)[-1]))
     work, = glob.glob(str(tmp_path / 'work_dirs' / demo['work'] / '*'))
     assert osp.isfile(osp.join(work, demo['checkpoint']))
+    dumped = glob.glob(osp.join(work, '*.py'))  # the runner's config dump
+    assert dumped, work
+    with open(dumped[0]) as f:
+        assert ("type='EMOv2'" in f.read()) == (family == 'emov2')
     assert not osp.exists(
         osp.join(REPO_ROOT, 'work_dirs', demo['work'], osp.basename(work)))
 

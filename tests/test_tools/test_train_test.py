@@ -17,6 +17,11 @@ from conftest import run_python as run
 DET_DEMO = osp.join(REPO_ROOT, 'configs/demo/ssdlite_emo_1m_shapes.py')
 SEG_DEMO = osp.join(REPO_ROOT, 'configs/demo/deeplabv3_emo_1m_scenes.py')
 CLS_DEMO = osp.join(REPO_ROOT, 'configs/demo/emo_1m_shapes_cls.py')
+# The same demos with EMOv2-1M: every path runs for both families.
+V2_DEMOS = dict(
+    det=osp.join(REPO_ROOT, 'configs/demo/ssdlite_emov2_1m_shapes.py'),
+    seg=osp.join(REPO_ROOT, 'configs/demo/deeplabv3_emov2_1m_scenes.py'),
+    cls=osp.join(REPO_ROOT, 'configs/demo/emov2_1m_shapes_cls.py'))
 
 
 def iterations(n):
@@ -59,16 +64,20 @@ TASKS = {
          tested=('accuracy/top1:', 'accuracy/top5:'), pictures='**/*.png',
          num_pictures=8),
 }
+TASKS.update({
+    f'{task}-v2': dict(TASKS[task], config=config)
+    for task, config in V2_DEMOS.items()
+})
 
 
 def data_root(request, task):
-    root = request.getfixturevalue(TASKS[task]['data'])
+    root = request.getfixturevalue(TASKS[task.split('-')[0]]['data'])
     return root[0] if isinstance(root, tuple) else root
 
 
 def options(root, task, n):
     return ['--cfg-options', f'data_root={root}', *LOADER_OPTIONS,
-            *TASKS[task]['length'](n)]
+            *TASKS[task.split('-')[0]]['length'](n)]
 
 
 @pytest.mark.parametrize('task', sorted(TASKS))
@@ -120,10 +129,11 @@ def test_train_resume_test(task, request, tmp_path):
     assert results.is_file()
     pictures = glob.glob(str(show_dir / spec['pictures']), recursive=True)
     assert len(pictures) == spec['num_pictures']
-    CHECK_TEST[task](root, checkpoint, results, pictures, tmp_path)
+    CHECK_TEST[task.split('-')[0]](config, root, checkpoint, results,
+                                   pictures, tmp_path)
 
 
-def check_detection(root, checkpoint, results, pictures, tmp_path):
+def check_detection(config, root, checkpoint, results, pictures, tmp_path):
     """--out holds, for every val image, what the detector predicts when
     run directly on it (mmdet's inference API, same checkpoint); --tta
     wraps the detector in mmdet's flip TTA model (the dumped config says
@@ -133,8 +143,7 @@ def check_detection(root, checkpoint, results, pictures, tmp_path):
         dumped = pickle.load(f)
     images = sorted(glob.glob(osp.join(root, 'val', '*.png')))
     assert len(dumped) == len(images) == 4
-    model = init_detector(Config.fromfile(DET_DEMO), checkpoint,
-                          device='cpu')
+    model = init_detector(Config.fromfile(config), checkpoint, device='cpu')
     for item in dumped:
         direct = inference_detector(model, item['img_path']).pred_instances
         ours = item['pred_instances']
@@ -146,7 +155,7 @@ def check_detection(root, checkpoint, results, pictures, tmp_path):
         assert torch.equal(ours['labels'], direct.labels)
 
     tta_dir = str(tmp_path / 'tta')
-    tested = run('tools/test.py', DET_DEMO, checkpoint, '--work-dir',
+    tested = run('tools/test.py', config, checkpoint, '--work-dir',
                  tta_dir, '--tta', *options(root, 'det', 3)).stdout
     assert 'coco/bbox_mAP_50' in tested
     dumped = glob.glob(osp.join(tta_dir, '*', 'vis_data', 'config.py')) + \
@@ -154,12 +163,14 @@ def check_detection(root, checkpoint, results, pictures, tmp_path):
     assert dumped and "type='DetTTAModel'" in open(dumped[0]).read()
 
 
-def check_segmentation(root, checkpoint, results, pictures, tmp_path):
+def check_segmentation(config, root, checkpoint, results, pictures,
+                       tmp_path):
     with open(results, 'rb') as f:
         assert len(pickle.load(f)) == 3  # one prediction per val image
 
 
-def check_classification(root, checkpoint, results, pictures, tmp_path):
+def check_classification(config, root, checkpoint, results, pictures,
+                         tmp_path):
     import cv2
     assert len(glob.glob(osp.join(root, 'val', '*.JPEG'))) == 8
     for picture in pictures:
@@ -182,6 +193,10 @@ STOCK = {
     ]),
     'seg': ('mmseg', SEG_DEMO, 'mIoU:', lambda root: []),
 }
+STOCK.update({
+    f'{task}-v2': (package, V2_DEMOS[task], metric, extra)
+    for task, (package, _, metric, extra) in list(STOCK.items())
+})
 
 
 @pytest.mark.parametrize('task', sorted(STOCK))

@@ -7,7 +7,9 @@
 One config: the model is built in the config's ``default_scope`` (mmdet,
 mmseg or mmpretrain) and counted at the config's own input size (see
 :func:`emo_mm.config.input_shape`). ``--all``: a table of every config under ``configs/``,
-then the bare EMO backbones at 224x224 in the paper's classifier form.
+then the bare EMO and EMOv2 backbones at 224x224 in the papers' classifier
+form, each with the published numbers beside (the EMO paper's; the EMOv2
+authors' README).
 
 How counting works: :mod:`emo_mm.analysis.complexity` (mmengine's
 ``FlopAnalyzer``, one FLOP = one multiply-add, on ``model(inputs,
@@ -25,7 +27,7 @@ from mmengine.config import DictAction
 from emo_mm import UserError
 from emo_mm.analysis import (PAPER, all_configs, analyze_config,
                              count_backbone, describe, paper_numbers)
-from emo_mm.models import EMO
+from emo_mm.analysis.complexity import BACKBONES
 
 CONFIG_ROOT = osp.join(osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))), 'configs')
@@ -34,8 +36,9 @@ CONFIG_ROOT = osp.join(osp.dirname(osp.dirname(osp.dirname(
 def print_all(cfg_options: Optional[dict] = None) -> None:
     """Print the table of every config and of the bare backbones."""
     start = time.time()
-    header = (f'{"config":<26}{"input (HxW)":>12}{"params (M)":>12}'
-              f'{"aux (M)":>9}{"FLOPs (G)":>11}{"paper params":>14}')
+    header = (f'{"config":<28}{"input (HxW)":>12}{"params (M)":>12}'
+              f'{"aux (M)":>9}{"FLOPs (G)":>11}{"paper params":>14}'
+              f'{"paper FLOPs":>13}')
     print(header)
     print('-' * len(header))
     for path in all_configs(CONFIG_ROOT):
@@ -44,29 +47,36 @@ def print_all(cfg_options: Optional[dict] = None) -> None:
         shape = '{}x{}'.format(*result['shape'])
         aux = f'{result["aux_params"] / 1e6:.2f}' \
             if result['aux_params'] else '-'
-        paper_params = paper_numbers(path)[0] or '-'
-        print(f'{stem:<26}{shape:>12}{result["params"] / 1e6:>12.2f}'
-              f'{aux:>9}{result["flops"] / 1e9:>11.3f}{paper_params:>14}',
+        paper_params, paper_flops = paper_numbers(path)
+        print(f'{stem:<28}{shape:>12}{result["params"] / 1e6:>12.2f}'
+              f'{aux:>9}{result["flops"] / 1e9:>11.3f}'
+              f'{paper_params or "-":>14}{paper_flops or "-":>13}',
               flush=True)
     print("FLOPs of model(inputs, mode='tensor'): backbone + neck + head, no "
-          'post-processing.\nA keep-ratio resize (RetinaNet 1333x800) is '
-          'counted at H=800, W=1280. params include\nthe auxiliary head '
-          '(aux, mmseg, training only), which FLOPs do not.')
+          'post-processing.\nA keep-ratio resize (RetinaNet, Mask R-CNN '
+          '1333x800) is counted at H=800, W=1280; Mask\nR-CNN\'s RoI heads '
+          'on the RPN\'s proposals (1000; the mask head on 100). params\n'
+          'include the auxiliary head (aux, mmseg, training only), which '
+          'FLOPs do not. Paper:\nthe EMO paper\'s params; the EMOv2 '
+          'README\'s params and FLOPs (counted at the authors\'\nsizes, '
+          'e.g. SSDLite at 300x300).')
     print()
 
-    header = (f'{"backbone @224x224":<26}{"params (M)":>12}{"FLOPs (M)":>11}'
+    header = (f'{"backbone @224x224":<28}{"params (M)":>12}{"FLOPs (M)":>11}'
               f'{"paper params":>14}{"paper FLOPs":>13}')
     print(header)
     print('-' * len(header))
-    for arch in EMO.arch_settings:
-        result = count_backbone(arch)
-        paper_params, paper_flops = PAPER.get(f'imagenet/emo_{arch}',
-                                              ('-', '-'))
-        print(f'{"EMO-" + arch.upper():<26}{result["params"] / 1e6:>12.2f}'
-              f'{result["flops"] / 1e6:>11.1f}{paper_params:>14}'
-              f'{paper_flops:>13}', flush=True)
+    for family, backbone in BACKBONES.items():
+        for arch in backbone.arch_settings:
+            result = count_backbone(arch, family=family)
+            paper_params, paper_flops = PAPER.get(
+                f'imagenet/{family.lower()}_{arch}', (None, None))
+            name = f'{family}-{arch.upper()}'
+            print(f'{name:<28}{result["params"] / 1e6:>12.2f}'
+                  f'{result["flops"] / 1e6:>11.1f}{paper_params or "-":>14}'
+                  f'{paper_flops or "-":>13}', flush=True)
     print('Backbone + final norm + 1000-class linear head: the ImageNet '
-          'classifier, as the paper\ncounts it (global pooling not '
+          'classifier, as the papers\ncount it (global pooling not '
           'counted).')
     print()
     print('Counter: mmengine FlopAnalyzer, 1 FLOP = 1 multiply-add; conv, '
@@ -83,7 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--all',
         action='store_true',
-        help='table of every config under configs/ and the bare backbones')
+        help='table of every config under configs/ (EMO and EMOv2) and the '
+        'bare backbones of both families')
     parser.add_argument(
         '--shape',
         type=int,

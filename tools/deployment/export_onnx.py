@@ -1,14 +1,23 @@
-"""Export an EMO backbone, or a config's whole network, to ONNX.
+"""Export an EMO or EMOv2 backbone, or a config's whole network, to ONNX.
 
     # the bare backbone (stride 2-32 features), random or given weights
     python tools/deployment/export_onnx.py 1m emo_1m.onnx [--checkpoint net.pth]
+    python tools/deployment/export_onnx.py emov2-5m emov2_5m.onnx \\
+        --checkpoint EMOv2_5M_224.pth
+    # the authors' segmentation form of EMOv2, window 10
+    python tools/deployment/export_onnx.py emov2-5m emov2_5m_seg.onnx \\
+        --window-size 10 --backbone-options \\
+        "dw_norm_cfg=dict(type='LN2d',eps=1e-6)" "dw_act_cfg=dict(type='GELU')"
     # a detector / segmentor / classifier without its post-processing
     python tools/deployment/export_onnx.py configs/ssdlite/emo_1m_coco.py \\
         ssdlite.onnx --checkpoint work_dirs/emo_1m_coco/epoch_600.pth
 
 The graph has a dynamic batch size, height and width. Models that pool to
 fixed sizes (PSPNet's pyramid pooling) cannot be exported: a one-line error.
-BatchNorms are folded into the convolutions first (``EMO.switch_to_deploy``).
+A backbone is named by its arch: '1m', '2m', '5m', '6m' (EMO, as always),
+'emo-1m' ..., or 'emov2-1m', 'emov2-2m', 'emov2-5m', 'emov2-20m'.
+BatchNorms are folded into the convolutions first, and EMOv2's LayerScales
+into its projections (``switch_to_deploy``).
 For a config, the graph takes the raw image (N, 3, H, W) in the channel order
 the config reads as float 0-255 and normalises it itself; its outputs are
 what ``model(x, mode='tensor')`` returns (see :mod:`emo_mm.deployment`).
@@ -20,24 +29,69 @@ PyTorch; the export fails, writing nothing, when the largest difference
 exceeds ``--atol`` (relative to the output's magnitude when that is above 1).
 """
 import argparse
+import ast
 
 from emo_mm.errors import run_tool
-from emo_mm.deployment import export
-from emo_mm.models import EMO
+from emo_mm.deployment import backbone_names, export
 
-ARCHES = tuple(EMO.arch_settings)
+ARCHES = tuple(backbone_names())
+
+
+def _value(node):
+    """A Python literal, ``dict(key=literal, ...)`` or a bare word (a
+    string)."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == 'dict' and not node.args):
+        return {kw.arg: _value(kw.value) for kw in node.keywords}
+    if isinstance(node, ast.Name):
+        return node.id
+    return ast.literal_eval(node)
+
+
+def backbone_option(text):
+    """``KEY=VALUE`` as ``(KEY, value)``: VALUE a Python literal,
+    ``dict(...)`` of literals or a bare word; KEY may be dotted
+    (``dw_norm_cfg.type=LN2d``), as in mmengine's ``--cfg-options``."""
+    key, sep, value = text.partition('=')
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f'{text!r} is not KEY=VALUE')
+    try:
+        return key, _value(ast.parse(value, mode='eval').body)
+    except (SyntaxError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: {value!r} is not a Python literal, dict(...) or '
+            'word') from None
+
+
+def nest(pairs) -> dict:
+    """``[('a.b', 1), ('c', 2)]`` as ``{'a': {'b': 1}, 'c': 2}``."""
+    options = {}
+    for key, value in pairs or []:
+        *parents, leaf = key.split('.')
+        node = options
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return options
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Export EMO (backbone or config) to ONNX')
-    parser.add_argument('model', help=f'an EMO arch {ARCHES} or a config file')
+        description='Export EMO or EMOv2 (backbone or config) to ONNX')
+    parser.add_argument('model', help='a backbone (a bare arch is EMO\'s): '
+                        f'{", ".join(ARCHES)}; or a config file')
     parser.add_argument('out', help='the .onnx file to write')
     parser.add_argument('--checkpoint', help='weights: an authors\' or '
                         'emo_mm backbone checkpoint (arch), or a checkpoint '
                         'of the config\'s model')
     parser.add_argument('--window-size', type=int, nargs='+', default=[7],
                         help='backbone only: one or four window sizes')
+    parser.add_argument('--backbone-options', nargs='+',
+                        type=backbone_option, metavar='KEY=VALUE',
+                        help='backbone only: more constructor arguments, '
+                        'e.g. "dw_norm_cfg=dict(type=\'LN2d\',eps=1e-6)" '
+                        '"dw_act_cfg=dict(type=\'GELU\')" (EMOv2), or '
+                        'dotted: dw_norm_cfg.type=LN2d dw_norm_cfg.eps=1e-6')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='size traced at (default: 224x224 for a '
                         'backbone, the config\'s test size)')
@@ -55,7 +109,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     result = export(args.model, args.out, args.checkpoint, args.window_size,
-                    args.shape, args.check, args.atol, args.opset, args.force)
+                    args.shape, args.check, args.atol, args.opset, args.force,
+                    nest(args.backbone_options))
     h, w = result['shape']
     print(f'traced at {h}x{w}; input: (N, 3, H, W) {result["expects"]}; '
           f'outputs: {", ".join(result["names"])}')

@@ -1,3 +1,8 @@
-from .emo import EMO, LayerNorm2d, WindowAttention, iRMB
+from .base import EMOBackbone
+from .emo import EMO, WindowAttention, iRMB
+from .emov2 import EMOv2, I2RMB, SpanningWindowAttention
 
-__all__ = ['EMO', 'iRMB', 'WindowAttention', 'LayerNorm2d']
+__all__ = [
+    'EMOBackbone', 'EMO', 'iRMB', 'WindowAttention', 'EMOv2', 'I2RMB',
+    'SpanningWindowAttention'
+]

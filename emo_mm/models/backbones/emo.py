@@ -3,65 +3,20 @@
 Zhang et al., "Rethinking Mobile Block for Efficient Attention-based Models",
 ICCV 2023 (arXiv 2301.01146).
 """
-import copy
 import warnings
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn import ConvModule, build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..checkpoint import load_backbone_checkpoint
-
-# The authors' model uses eps=1e-6 in every BatchNorm and LayerNorm.
-NORM_EPS = 1e-6
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    """Whether ``x`` is laid out NHWC (and not also NCHW, e.g. when C=1)."""
-    return (x.is_contiguous(memory_format=torch.channels_last)
-            and not x.is_contiguous())
-
-
-def _bn_affine(bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(scale, shift)`` with ``bn(x) == x * scale + shift`` in eval mode."""
-    if bn.running_var is None:
-        raise ValueError('cannot fold a BatchNorm without running statistics '
-                         '(track_running_stats=False)')
-    scale = bn.running_var.add(bn.eps).rsqrt()
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
-    return scale, shift
-
-
-def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
-    """One convolution (with bias) computing ``bn(conv(x))`` in eval mode."""
-    scale, shift = _bn_affine(bn)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                      conv.stride, conv.padding, conv.dilation, conv.groups,
-                      bias=True).to(conv.weight)
-    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else 0
-    fused.bias.copy_(bias * scale + shift)
-    return fused
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channel dimension of an NCHW tensor."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias,
-                         self.eps)
-        return x.permute(0, 3, 1, 2)
+from ..layers import (NORM_EPS, fold_bn_into_next_conv, from_windows,
+                      fuse_conv_bn, is_channels_last, pad_to_windows,
+                      to_windows, window_attention)
+from .base import EMOBackbone
 
 
 class SqueezeExcite(nn.Module):
@@ -123,65 +78,19 @@ class WindowAttention(nn.Module):
         self.fused_attn = fused_attn
         self.qk = nn.Conv2d(channels, channels * 2, 1)
 
-    def _to_windows(self, x: torch.Tensor, num_h: int,
-                    num_w: int) -> torch.Tensor:
-        """(B, G*C', Hp, Wp) -> (G, B*num_h*num_w, heads, ws*ws, head_dim).
-
-        ``G`` is 2 for the stacked q/k and 1 for the values. A channels-last
-        input is read through its (B, H, W, C) view, so that either memory
-        format costs one copy.
-        """
-        B, C, _, _ = x.shape
-        ws, heads, dim = self.window_size, self.num_heads, self.head_dim
-        groups = C // (heads * dim)
-        # Row index = r * num_h + window_row (and likewise for columns).
-        if _is_channels_last(x):
-            x = x.permute(0, 2, 3, 1).view(B, ws, num_h, ws, num_w, groups,
-                                           heads, dim)
-            x = x.permute(5, 0, 2, 4, 6, 1, 3, 7)
-        else:
-            x = x.view(B, groups, heads, dim, ws, num_h, ws, num_w)
-            x = x.permute(1, 0, 5, 7, 2, 4, 6, 3)
-        return x.reshape(groups, B * num_h * num_w, heads, ws * ws, dim)
-
-    def _from_windows(self, x: torch.Tensor, batch: int, num_h: int,
-                      num_w: int, channels_last: bool) -> torch.Tensor:
-        """(B*num_h*num_w, heads, ws*ws, head_dim) -> (B, C, Hp, Wp), in
-        the input's memory format."""
-        ws, heads, dim = self.window_size, self.num_heads, self.head_dim
-        x = x.view(batch, num_h, num_w, heads, ws, ws, dim)
-        if channels_last:
-            x = x.permute(0, 4, 1, 5, 2, 3, 6)  # (B, ws, nh, ws, nw, heads, d)
-            x = x.reshape(batch, ws * num_h, ws * num_w, heads * dim)
-            return x.permute(0, 3, 1, 2)
-        x = x.permute(0, 3, 6, 4, 1, 5, 2)  # (B, heads, dim, ws, nh, ws, nw)
-        return x.reshape(batch, heads * dim, ws * num_h, ws * num_w)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
+        B, _, H, W = x.shape
         ws = self.window_size
-        pad_h, pad_w = -H % ws, -W % ws
-        # While tracing (ONNX export) sizes are tensors and a Python ``if``
-        # would freeze the branch taken at the traced size: always pad then
-        # (a zero pad is a no-op), so the graph serves every input size.
-        tracing = torch.jit.is_tracing()
-        if tracing or pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        num_h, num_w = (H + pad_h) // ws, (W + pad_w) // ws
-
+        x = pad_to_windows(x, ws)
+        num_h, num_w = x.shape[2] // ws, x.shape[3] // ws
         # qk is pointwise, so it can run before the partition (padded tokens
         # get the bias, exactly as when it runs on each padded window).
-        q, k = self._to_windows(self.qk(x), num_h, num_w).unbind(0)
-        v = self._to_windows(x, num_h, num_w)[0]  # (b, heads, N, dim)
-        if self.fused_attn:
-            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-        else:
-            attn = (q @ k.transpose(-2, -1)) * self.scale  # (b, heads, N, N)
-            out = attn.softmax(dim=-1) @ v
-        out = self._from_windows(out, B, num_h, num_w, _is_channels_last(x))
-        if tracing or pad_h or pad_w:
-            out = out[:, :, :H, :W]
-        return out
+        q, k = to_windows(self.qk(x), ws, self.num_heads, 2, 'grid').unbind(0)
+        v = to_windows(x, ws, self.num_heads, 1, 'grid')[0]
+        out = window_attention(q, k, v, self.scale, self.fused_attn)
+        out = from_windows(out, B, num_h, num_w, ws, 'grid',
+                           is_channels_last(x))
+        return out[:, :, :H, :W]
 
 
 class iRMB(nn.Module):
@@ -277,11 +186,7 @@ class iRMB(nn.Module):
                 conv_local.activate)
         if (isinstance(self.norm, _BatchNorm) and self.attn is None
                 and isinstance(self.v, ConvModule)):
-            conv = self.v.conv
-            scale, shift = _bn_affine(self.norm)
-            # conv(x * s + t) = (W * s) x + (b + W t) for a 1x1 conv W.
-            conv.bias.add_(conv.weight.flatten(1) @ shift)
-            conv.weight.mul_(scale.view(1, -1, 1, 1))
+            fold_bn_into_next_conv(self.norm, self.v.conv)
             self.norm = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -297,7 +202,7 @@ class iRMB(nn.Module):
 
 
 @MODELS.register_module()
-class EMO(BaseModule):
+class EMO(EMOBackbone):
     """EMO backbone.
 
     A stride-2 stem (3x3 conv + BN and one iRMB without attention) followed by
@@ -385,8 +290,7 @@ class EMO(BaseModule):
             *_variants.values())
     }
     del _variants
-    num_stages = 4
-    norm_types = ('BN', 'LN2d')
+    family = 'EMO'
 
     def __init__(self,
                  arch: Union[str, dict] = '1m',
@@ -403,38 +307,11 @@ class EMO(BaseModule):
                  zero_init_attn_proj: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[dict, list]] = None):
-        if pretrained is not None:
-            if init_cfg is not None:
-                raise ValueError('give either pretrained or init_cfg, not '
-                                 'both')
-            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        super().__init__(init_cfg=init_cfg)
-
-        self.arch_name, self.arch = self._parse_arch(arch)
-        self.out_indices = self._parse_out_indices(out_indices)
-        self.window_sizes = self._parse_window_size(window_size)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages={frozen_stages} is out of range;'
-                             f' allowed: -1 (none) to {self.num_stages}')
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'drop_path_rate={drop_path_rate} must be in '
-                             '[0, 1)')
-        self.frozen_stages = frozen_stages
-        self.channels_last = channels_last
-        self.deploy = False
-        self.norm_eval = norm_eval
+        super().__init__(arch, out_indices, window_size, drop_path_rate,
+                         frozen_stages, norm_eval, norm_cfg, final_norm,
+                         channels_last, pretrained, init_cfg)
         self.zero_init_attn_proj = zero_init_attn_proj
-        self.final_norm = final_norm
-        self.bn_cfg = {'eps': NORM_EPS, **norm_cfg}
         arch = self.arch
-
-        def stage_norm(i):
-            if arch['norm_types'][i] == 'BN':
-                return self.bn_cfg
-            return dict(type=LayerNorm2d, eps=NORM_EPS)
-
-        def stage_act(i):
-            return dict(type=arch['act_types'][i])
 
         stem_channels = arch['stem_channels']
         with warnings.catch_warnings():
@@ -448,7 +325,7 @@ class EMO(BaseModule):
                 stride=2,
                 padding=1,
                 bias=True,
-                norm_cfg=stage_norm(0),
+                norm_cfg=self.stage_norm_cfg(0),
                 act_cfg=None)
         stem = nn.Sequential(
             stem_conv,
@@ -458,13 +335,12 @@ class EMO(BaseModule):
                 dw_kernel_size=arch['dw_kernel_sizes'][0],
                 has_skip=False,
                 bn_cfg=self.bn_cfg,
-                act_cfg=stage_act(0),
+                act_cfg=self.stage_act_cfg(0),
                 expand=False,
                 se_ratio=1.0))
         self.stages = nn.ModuleList([stem])
 
         depths = arch['depths']
-        dprs = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         in_ch = stem_channels
         for i, depth in enumerate(depths):
             blocks = []
@@ -479,149 +355,28 @@ class EMO(BaseModule):
                         stride=2 if first else 1,
                         dw_kernel_size=arch['dw_kernel_sizes'][i],
                         has_skip=not first,
-                        norm_cfg=stage_norm(i),
+                        norm_cfg=self.stage_norm_cfg(i),
                         bn_cfg=self.bn_cfg,
-                        act_cfg=stage_act(i),
+                        act_cfg=self.stage_act_cfg(i),
                         with_attn=arch['attn_stages'][i] and not first,
                         head_dim=arch['head_dims'][i],
                         window_size=self.window_sizes[i],
-                        drop_path_rate=dprs[sum(depths[:i]) + j],
+                        drop_path_rate=self.drop_path_rates[sum(depths[:i]) +
+                                                            j],
                         fused_attn=fused_attn))
                 in_ch = arch['channels'][i]
             self.stages.append(nn.Sequential(*blocks))
         self.out_channels = (stem_channels, *arch['channels'])
-
-        if final_norm:
-            self.norm = build_norm_layer(stage_norm(self.num_stages - 1),
-                                         in_ch)[1]
-
+        self.build_final_norm()
         self._freeze_stages()
 
-    # ------------------------------------------------------------------ args
-    def _parse_arch(self, arch) -> Tuple[str, Dict]:
-        required = set(self.arch_settings['1m'])
-        if isinstance(arch, str):
-            name = arch.lower()
-            if name not in self.arch_settings:
-                raise ValueError(
-                    f'unknown EMO arch {arch!r}; allowed: '
-                    f'{sorted(self.arch_settings)} or a dict with keys '
-                    f'{sorted(required)}')
-            return name, copy.deepcopy(self.arch_settings[name])
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or dict, got '
-                            f'{type(arch).__name__}')
-        missing = required - set(arch)
-        if missing:
-            raise ValueError(f'arch dict misses keys {sorted(missing)}; '
-                             f'required: {sorted(required)}')
-        unknown = set(arch) - required
-        if unknown:
-            raise ValueError(f'arch dict has unknown keys {sorted(unknown)}; '
-                             f'allowed: {sorted(required)}')
-        arch = copy.deepcopy(dict(arch))
-        for key in required - {'stem_channels'}:
-            if len(arch[key]) != self.num_stages:
-                raise ValueError(f'arch[{key!r}] needs {self.num_stages} '
-                                 f'entries (one per stage), got {arch[key]}')
-        bad = set(arch['norm_types']) - set(self.norm_types)
-        if bad:
-            raise ValueError(f'arch norm_types {sorted(bad)} unknown; '
-                             f'allowed: {list(self.norm_types)}')
-        for name, settings in self.arch_settings.items():
-            if all(tuple(arch[k]) == tuple(settings[k]) if k != 'stem_channels'
-                   else arch[k] == settings[k] for k in required):
-                return name, arch
-        return 'custom', arch
-
-    def _parse_out_indices(self, out_indices) -> Tuple[int, ...]:
-        num_outs = self.num_stages + 1
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        if not isinstance(out_indices, Sequence) or not out_indices:
-            raise ValueError(f'out_indices must be a non-empty int sequence, '
-                             f'got {out_indices!r}')
-        indices = []
-        for index in out_indices:
-            if not isinstance(index, int) or not -num_outs <= index < num_outs:
-                raise ValueError(
-                    f'out_indices entry {index!r} is out of range; allowed: '
-                    f'0 (stem) to {num_outs - 1}, or -{num_outs} to -1')
-            indices.append(index % num_outs)
-        return tuple(sorted(set(indices)))
-
-    def _parse_window_size(self, window_size) -> Tuple[int, ...]:
-        if isinstance(window_size, int):
-            window_size = [window_size] * self.num_stages
-        if (not isinstance(window_size, Sequence)
-                or len(window_size) != self.num_stages):
-            raise ValueError(f'window_size must be an int or {self.num_stages}'
-                             f' ints (one per stage), got {window_size!r}')
-        for size in window_size:
-            if not isinstance(size, int) or size <= 0:
-                raise ValueError(f'window_size {size!r} must be a positive '
-                                 f'int, got {window_size!r}')
-        return tuple(window_size)
-
-    # --------------------------------------------------------------- weights
-    def init_weights(self):
-        init_cfg = self.init_cfg
-        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-            # mmengine's Pretrained loader knows neither the authors' key
-            # layout nor our variant check, so we load ourselves.
-            load_backbone_checkpoint(self, init_cfg['checkpoint'],
-                                     prefix=init_cfg.get('prefix'))
-            self._is_init = True
-            return
-        super().init_weights()
+    def init_from_scratch(self):
         if self.zero_init_attn_proj:
             for m in self.modules():
                 if isinstance(m, iRMB) and m.attn is not None:
                     nn.init.zeros_(m.proj.weight)
 
-    # ------------------------------------------------------------- training
-    def _freeze_stages(self):
-        for stage in self.stages[:self.frozen_stages + 1]:
-            stage.eval()
-            for param in stage.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
-    @torch.no_grad()
-    def switch_to_deploy(self):
-        """Fold every BatchNorm into the convolution next to it.
-
-        For inference only (call it after loading weights, in eval mode):
-        the BNs' running statistics become conv weights and biases, so the
-        outputs stay the same up to float rounding (tested against the
-        authors' outputs) while 2-3 memory-bound passes per block go away.
-        The module layout changes, so save checkpoints before, not after.
-        """
+    def deploy_stem(self):
         stem_conv = self.stages[0][0]
         if isinstance(stem_conv, ConvModule):
             self.stages[0][0] = fuse_conv_bn(stem_conv.conv, stem_conv.norm)
-        for stage in self.stages:
-            for block in stage:
-                if isinstance(block, iRMB):
-                    block.switch_to_deploy()
-        self.deploy = True
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        outs = []
-        last = len(self.stages) - 1
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(self.norm(x) if self.final_norm and i == last
-                            else x)
-        return tuple(outs)

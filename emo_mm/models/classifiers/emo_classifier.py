@@ -24,7 +24,8 @@ def _accept_authors_layout(state_dict, prefix, *args):
 
 
 class EMOImageClassifier(ImageClassifier):
-    """``ImageClassifier`` that loads the authors' EMO checkpoints as well.
+    """``ImageClassifier`` that loads the authors' EMO and EMOv2 checkpoints
+    as well.
 
     Same arguments, modules and state dict as mmpretrain's
     ``ImageClassifier``; the only addition is that ``load_state_dict`` (and

@@ -228,24 +228,6 @@ def test_fused_and_manual_attention_agree(seq_len):
     assert (fused - manual).abs().max() <= 1e-5
 
 
-def test_window_partition_is_strided_grid():
-    """Window (0, 0) of a 14x14 map at window 7 is every other token."""
-    attn = WindowAttention(4, head_dim=4, window_size=7)
-    x = torch.arange(14 * 14, dtype=torch.float).view(1, 1, 14, 14)
-    x = x.expand(1, 4, 14, 14).contiguous()
-    windows = attn._to_windows(x, 2, 2)[0]  # (4, 1, 49, 4)
-    first = windows[0, 0, :, 0].view(7, 7)
-    torch.testing.assert_close(first, x[0, 0, ::2, ::2])
-    back = attn._from_windows(windows, 1, 2, 2, channels_last=False)
-    torch.testing.assert_close(back, x)
-    # The channels-last input takes the NHWC route to the same windows.
-    x_cl = x.contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(attn._to_windows(x_cl, 2, 2)[0], windows)
-    back = attn._from_windows(windows, 1, 2, 2, channels_last=True)
-    assert back.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(back, x)
-
-
 @pytest.mark.parametrize('size', [(97, 131), (1, 1), (64, 40)])
 def test_channels_last_matches_default(size):
     """Same outputs and gradients, channels-last outputs, odd sizes.

@@ -1,0 +1,9 @@
+# Mask R-CNN with EMOv2-2M on COCO2017 (authors: 39.5 bbox / 36.9 mask mAP).
+_base_ = './emov2_1m_coco.py'
+
+pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
+              'EMOv2_2M_224.pth')
+model = dict(
+    backbone=dict(
+        arch='2m', drop_path_rate=0.05, init_cfg=dict(checkpoint=pretrained)),
+    neck=dict(in_channels=[32, 48, 120, 200]))

@@ -1,0 +1,10 @@
+# PSPNet with EMOv2-5M on ADE20K (authors: 39.1 mIoU).
+_base_ = './emov2_1m_ade20k.py'
+
+pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
+              'EMOv2_5M_224.pth')
+model = dict(
+    backbone=dict(
+        arch='5m', drop_path_rate=0.05, init_cfg=dict(checkpoint=pretrained)),
+    decode_head=dict(in_channels=288),
+    auxiliary_head=dict(in_channels=160))

@@ -1,0 +1,9 @@
+# RetinaNet with EMOv2-5M on COCO2017 (authors: 41.5 bbox mAP).
+_base_ = './emov2_1m_coco.py'
+
+pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
+              'EMOv2_5M_224.pth')
+model = dict(
+    backbone=dict(
+        arch='5m', drop_path_rate=0.05, init_cfg=dict(checkpoint=pretrained)),
+    neck=dict(in_channels=[48, 72, 160, 288]))

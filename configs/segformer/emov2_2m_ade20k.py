@@ -1,0 +1,9 @@
+# SegFormer's head with EMOv2-2M on ADE20K (authors: 40.2 mIoU).
+_base_ = './emov2_1m_ade20k.py'
+
+pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
+              'EMOv2_2M_224.pth')
+model = dict(
+    backbone=dict(
+        arch='2m', drop_path_rate=0.05, init_cfg=dict(checkpoint=pretrained)),
+    decode_head=dict(in_channels=[32, 48, 120, 200], channels=288))

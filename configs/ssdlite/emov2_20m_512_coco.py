@@ -1,0 +1,17 @@
+# SSDLite with EMOv2-20M on COCO2017, 512x512 (authors: 38.3 bbox mAP).
+_base_ = './emov2_1m_512_coco.py'
+
+pretrained = None  # see init_cfg below
+model = dict(
+    backbone=dict(
+        arch='20m',
+        drop_path_rate=0.1,
+        # The authors released no EMOv2-20M ImageNet checkpoint (their run
+        # loaded ../pretrained/emo2_20M.pth), so the backbone starts from
+        # random weights here. Pass yours with
+        # --cfg-options model.backbone.init_cfg="dict(type='Pretrained',checkpoint='PATH')"
+        init_cfg=None),
+    neck=dict(
+        in_channels=(320, 448),
+        out_channels=(320, 448, 512, 256, 256, 128)),
+    bbox_head=dict(in_channels=(320, 448, 512, 256, 256, 128)))
