@@ -166,6 +166,49 @@ def _single_name(name):
     return names
 
 
+# ---------------------------------------------- training samples (benchmark)
+def _mmdet_samples(model, batch, h, w, gen):
+    """Per image 3 random boxes of the head's classes, as a loaded COCO
+    batch gives them (no masks: one-stage detectors)."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    head = getattr(model, 'bbox_head', None) or model.rpn_head
+    samples = []
+    for _ in range(batch):
+        xy = torch.rand(3, 2, generator=gen) * torch.tensor([w, h]) * 0.6
+        wh = (torch.rand(3, 2, generator=gen) * 0.3 + 0.1) * torch.tensor(
+            [w, h])
+        sample = DetDataSample(metainfo=dict(
+            img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+            batch_input_shape=(h, w), scale_factor=(1.0, 1.0)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + wh], 1),
+            labels=torch.randint(head.num_classes, (3, ), generator=gen))
+        samples.append(sample)
+    return samples
+
+
+def _mmseg_samples(model, batch, h, w, gen):
+    """Per image a random label map of the decode head's classes."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    samples = []
+    for _ in range(batch):
+        sample = SegDataSample(metainfo=dict(
+            img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(
+            model.decode_head.num_classes, (1, h, w), generator=gen))
+        samples.append(sample)
+    return samples
+
+
+def _mmpretrain_samples(model, batch, h, w, gen):
+    """Per image a random label of the head's classes."""
+    from mmpretrain.structures import DataSample
+    labels = torch.randint(model.head.num_classes, (batch, ), generator=gen)
+    return [DataSample().set_gt_label(int(label)) for label in labels]
+
+
 @dataclass(frozen=True)
 class Codebase:
     """How one codebase does what the tools need.
@@ -180,6 +223,8 @@ class Codebase:
         draw: ``(inferencer, image_path, score_thr)`` -> RGB drawing.
         dump_metric: ``(out_file)`` -> the metric that pickles predictions.
         output_names: the names of a model's flattened tensor-mode outputs.
+        train_samples: ``(model, batch, h, w, generator)`` -> random
+            ground truth for one batch, for timing a whole training step.
         size_from_crop_size: the model's input size is the config's
             ``crop_size`` (mmseg).
     """
@@ -189,20 +234,22 @@ class Codebase:
     draw: Callable
     dump_metric: Callable
     output_names: Callable
+    train_samples: Callable
     size_from_crop_size: bool = False
 
 
 CODEBASES = {
     'mmdet':
     Codebase(_show_mmdet, _mmdet_tta, _mmdet_inferencer, _draw_mmdet,
-             _mmdet_dump, _mmdet_names),
+             _mmdet_dump, _mmdet_names, _mmdet_samples),
     'mmseg':
     Codebase(_show_mmseg, None, _mmseg_inferencer, _draw_mmseg,
-             _mmengine_dump, _single_name('seg_logits'),
+             _mmengine_dump, _single_name('seg_logits'), _mmseg_samples,
              size_from_crop_size=True),
     'mmpretrain':
     Codebase(_show_mmpretrain, None, _mmpretrain_inferencer,
-             _draw_mmpretrain, _mmengine_dump, _single_name('cls_score')),
+             _draw_mmpretrain, _mmengine_dump, _single_name('cls_score'),
+             _mmpretrain_samples),
 }
 
 

@@ -24,7 +24,7 @@ from mmengine.runner import load_checkpoint
 from .codebases import flatten_outputs, get_codebase
 from .config import build_model, input_shape, load_config
 from .errors import UserError
-from .models import EMO, EMOv2, load_backbone_checkpoint
+from .models import EMO, EMOv2, deploy, load_backbone_checkpoint
 from .utils import check_checkpoint
 
 # The backbone families by the prefix of their names ('emo-1m', 'emov2-5m').
@@ -111,17 +111,6 @@ def make_traceable(model: nn.Module) -> None:
                                    child.align_corners))
 
 
-def deploy(model: nn.Module) -> None:
-    """Fold BatchNorms in every module that can (EMO; EMOv2, whose
-    LayerScales fold too; mmpretrain's RepVGG, MobileOne...) through its
-    ``switch_to_deploy``: the one driver of re-parameterisation, for export,
-    benchmarks and inference."""
-    for module in [
-            m for m in model.modules() if hasattr(m, 'switch_to_deploy')
-    ]:
-        module.switch_to_deploy()
-
-
 def backbone_for_export(arch: str,
                         window_size=7,
                         checkpoint=None,
@@ -201,7 +190,7 @@ def default_check_sizes(shape) -> list:
     """Three sizes around ``shape`` that no window (7, 10, 16) or stride
     divides, where padding bugs would show."""
     h, w = shape
-    return [(h - 31, w + 17), (h + 13, w - 45), (max(h // 3, 33) + 2, w)]
+    return [(h - 31, w + 17), (h + 13, w - 45), (max(h // 3, 33) + 2, w + 3)]
 
 
 def export_onnx(model, shape, names, path, opset=17):
@@ -246,9 +235,75 @@ def export_onnx(model, shape, names, path, opset=17):
                             'backbone instead') from None
 
 
-def compare_with_onnxruntime(model, path, sizes, atol, raw_images: bool):
-    """Run the graph at ``path`` with ONNX Runtime and ``model`` at each
-    (H, W) of ``sizes`` (batches 2, 1, 3, ...) and compare the outputs.
+def onnxruntime_runner(path: str, threads: int = 0):
+    """``run(x) -> [outputs]`` of the ONNX file at ``path`` in ONNX
+    Runtime's CPU provider (``threads`` 0: its default)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Idle sessions must not spin: timed runtimes alternate runs, and a
+        # spinning pool would take the cores from the next one.
+        options.add_session_config_entry('session.intra_op.allow_spinning',
+                                         '0')
+    session = ort.InferenceSession(path, options,
+                                   providers=['CPUExecutionProvider'])
+    return lambda x: session.run(None, {'input': x})
+
+
+# OpenVINO's CPU plugin runs in bf16 (or fp16) where the CPU has such units
+# unless told otherwise: 1.4e-2 from the PyTorch outputs where it did. The
+# IR is compiled for fp32 arithmetic explicitly, so its check means what the
+# ONNX Runtime check means.
+OPENVINO_FP32 = {'INFERENCE_PRECISION_HINT': 'f32'}
+
+
+def export_openvino(onnx_path: str, xml_path: str) -> None:
+    """Convert the ONNX file to OpenVINO IR (``.xml`` + ``.bin``), weights
+    kept in fp32 (``ov.save_model`` would halve them to fp16 by default)."""
+    import openvino as ov
+    ov.save_model(ov.convert_model(onnx_path), xml_path,
+                  compress_to_fp16=False)
+
+
+def openvino_runner(path: str, threads: int = 0, shape=None,
+                    latency: bool = False):
+    """``run(x) -> [outputs]`` of the OpenVINO IR (or ONNX file) at
+    ``path`` on the CPU in fp32 (:data:`OPENVINO_FP32`); ``shape`` (N, C,
+    H, W) fixes the input shape first, ``latency`` compiles for one request
+    at a time (``PERFORMANCE_HINT`` LATENCY)."""
+    import openvino as ov
+    core = ov.Core()
+    model = core.read_model(path)
+    if shape is not None:
+        model.reshape({model.input(0).any_name: list(shape)})
+    # No pinning: OpenVINO would pin the calling thread too, and PyTorch
+    # timed in the same process would then run on one core.
+    config = dict(OPENVINO_FP32, ENABLE_CPU_PINNING=False)
+    if threads:
+        config['INFERENCE_NUM_THREADS'] = threads
+    if latency:
+        config['PERFORMANCE_HINT'] = 'LATENCY'
+    compiled = core.compile_model(model, 'CPU', config)
+    request = compiled.create_infer_request()
+
+    def run(x):
+        request.infer({0: x})
+        return [request.get_output_tensor(i).data.copy()
+                for i in range(len(compiled.outputs))]
+
+    return run
+
+
+RUNTIMES = {'ONNX Runtime': onnxruntime_runner, 'OpenVINO': openvino_runner}
+
+
+def compare_with_runtime(model, path, sizes, atol, raw_images: bool,
+                         runtime: str = 'ONNX Runtime'):
+    """Run the graph at ``path`` in ``runtime`` (:data:`RUNTIMES`) and
+    ``model`` at each (H, W) of ``sizes`` (batches 2, 1, 3, ...) and compare
+    the outputs.
 
     Returns:
         list[tuple]: ``(batch, H, W, outputs, difference)`` per size; the
@@ -259,8 +314,7 @@ def compare_with_onnxruntime(model, path, sizes, atol, raw_images: bool):
         UserError: Outputs differ in number or shape, or by more than
             ``atol``.
     """
-    import onnxruntime as ort
-    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    run = RUNTIMES[runtime](path)
     checked = []
     torch.manual_seed(0)
     for batch, (h, w) in zip([2, 1, 3, 1, 2], sizes):
@@ -268,21 +322,21 @@ def compare_with_onnxruntime(model, path, sizes, atol, raw_images: bool):
             batch, 3, h, w)
         with torch.no_grad():
             expected = [t.numpy() for t in model(x)]
-        got = session.run(None, {'input': x.numpy()})
+        got = run(x.numpy())
         if len(got) != len(expected):
-            raise UserError(f'ONNX Runtime gives {len(got)} outputs, '
+            raise UserError(f'{runtime} gives {len(got)} outputs, '
                             f'PyTorch {len(expected)}')
         diff = 0.0
         for i, (a, b) in enumerate(zip(got, expected)):
             if a.shape != b.shape:
-                raise UserError(f'output {i} at {batch}x3x{h}x{w}: ONNX '
-                                f'Runtime shape {a.shape}, PyTorch '
+                raise UserError(f'output {i} at {batch}x3x{h}x{w}: '
+                                f'{runtime} shape {a.shape}, PyTorch '
                                 f'{b.shape}')
             scale = max(1.0, float(np.abs(b).max()))
             diff = max(diff, float(np.abs(a - b).max()) / scale)
         checked.append((batch, h, w, len(got), diff))
         if diff > atol:
-            raise UserError(f'ONNX Runtime differs from PyTorch by '
+            raise UserError(f'{runtime} differs from PyTorch by '
                             f'{diff:.2e} > --atol {atol} at {h}x{w}')
     return checked
 
@@ -309,7 +363,8 @@ def export(model: str,
            atol=1e-4,
            opset=17,
            force=False,
-           backbone_options: Optional[dict] = None) -> dict:
+           backbone_options: Optional[dict] = None,
+           openvino: bool = False) -> dict:
     """Export a bare backbone ('1m' ..., 'emo-1m', 'emov2-5m' ...) or a
     config file's model to ``out``, BatchNorms (and EMOv2's LayerScales)
     folded, and check it against the unfolded model with ONNX Runtime: what
@@ -333,17 +388,27 @@ def export(model: str,
             arguments (:func:`backbone_for_export`), e.g. the authors'
             segmentation form of EMOv2, ``dw_norm_cfg=dict(type='LN2d',
             eps=1e-6), dw_act_cfg=dict(type='GELU')``.
+        openvino (bool): Also write OpenVINO IR beside ``out`` (``.xml``
+            and ``.bin``, fp32 weights), checked like the ONNX file but
+            with OpenVINO's CPU plugin in fp32.
 
     Returns:
         dict: ``shape``, ``names`` (outputs), ``expects`` (what the input
-        is) and ``checked`` (:func:`compare_with_onnxruntime`'s records).
+        is), ``checked`` (:func:`compare_with_runtime`'s records for ONNX
+        Runtime) and, with ``openvino``, ``ir`` (the .xml file) and
+        ``openvino_checked``.
 
     Raises:
         UserError: A bad argument, a model that cannot be exported, or a
             failed check; nothing is written then.
     """
-    if osp.exists(out) and not force:
-        raise UserError(f'{out} exists; pass --force to overwrite it')
+    ir = osp.splitext(out)[0] + '.xml' if openvino else None
+    for path in (out, ir):
+        if path and osp.exists(path) and not force:
+            raise UserError(f'{path} exists; pass --force to overwrite it')
+    if openvino and osp.splitext(out)[1] != '.onnx':
+        raise UserError(f'--openvino writes the IR beside the ONNX file, '
+                        f'which must end in .onnx: {out}')
     if checkpoint:
         check_checkpoint(checkpoint)
     sizes = None if check is None else parse_sizes(check)
@@ -377,13 +442,26 @@ def export(model: str,
     deploy(net)
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     tmp = out + '.part'
+    # The IR's .bin is found by the .xml's name: both get the same stem.
+    tmp_ir = [osp.splitext(out)[0] + '.part' + ext for ext in ('.xml', '.bin')]
+    result = dict(shape=shape, names=names, expects=expects)
     try:
         export_onnx(net, shape, names, tmp, opset)
-        checked = (compare_with_onnxruntime(reference, tmp, sizes, atol,
-                                            raw_images) if sizes else [])
+        result['checked'] = (compare_with_runtime(
+            reference, tmp, sizes, atol, raw_images) if sizes else [])
+        if openvino:
+            export_openvino(tmp, tmp_ir[0])
+            result['openvino_checked'] = (compare_with_runtime(
+                reference, tmp_ir[0], sizes, atol, raw_images, 'OpenVINO')
+                                          if sizes else [])
     except BaseException:
-        if osp.exists(tmp):  # a failed export leaves no file behind
-            os.remove(tmp)
+        for path in [tmp, *tmp_ir]:  # a failed export leaves no file behind
+            if osp.exists(path):
+                os.remove(path)
         raise
     os.replace(tmp, out)
-    return dict(shape=shape, names=names, expects=expects, checked=checked)
+    if openvino:
+        os.replace(tmp_ir[0], ir)
+        os.replace(tmp_ir[1], osp.splitext(ir)[0] + '.bin')
+        result['ir'] = ir
+    return result

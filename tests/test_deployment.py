@@ -372,3 +372,51 @@ def test_two_stage_detectors_are_refused_in_one_line(tmp_path):
     with pytest.raises(UserError, match='two-stage detector'):
         export(config, str(tmp_path / 'mask_rcnn.onnx'), shape=(96, 128))
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ OpenVINO
+@pytest.mark.parametrize('model', ['1m', 'emov2-1m',
+                                   'configs/ssdlite/emo_1m_coco.py'])
+def test_openvino_ir_matches_pytorch(tmp_path, model):
+    """--openvino writes the IR beside the ONNX file and checks it in fp32
+    at three sizes that no window divides, within 1e-4 like ONNX Runtime."""
+    pytest.importorskip('openvino', reason='openvino is optional '
+                        '(requirements/export.txt; CI installs it)')
+    import openvino as ov
+    path = model if not model.endswith('.py') else osp.join(REPO_ROOT, model)
+    out = tmp_path / 'model.onnx'
+    result = export(path, str(out), openvino=True)
+    assert result['ir'] == str(tmp_path / 'model.xml')
+    assert (tmp_path / 'model.bin').is_file()
+    assert not list(tmp_path.glob('*.part*'))
+    checked = result['openvino_checked']
+    assert len(checked) == 3
+    for batch, h, w, outputs, diff in checked:
+        assert h % 7 and w % 7 and h % 10 and w % 10
+        assert diff <= 1e-4
+    assert [c[:4] for c in checked] == [c[:4] for c in result['checked']]
+    # The IR keeps fp32 weights and a dynamic batch, height and width.
+    ir = ov.Core().read_model(result['ir'])
+    assert ir.input(0).get_partial_shape().is_dynamic
+    consts = [op for op in ir.get_ops() if op.get_type_name() == 'Constant']
+    assert not any(str(c.get_element_type()) == '<Type: \'float16\'>'
+                   for c in consts)
+
+
+def test_openvino_runs_in_fp32():
+    """The CPU plugin would pick bf16 on CPUs with such units; the check
+    and the benchmark compile for fp32 arithmetic."""
+    pytest.importorskip('openvino', reason='openvino is optional')
+    from emo_mm.deployment import OPENVINO_FP32
+    assert OPENVINO_FP32 == {'INFERENCE_PRECISION_HINT': 'f32'}
+
+
+def test_openvino_refusals_write_nothing(tmp_path):
+    out = tmp_path / 'emo.xml'
+    with pytest.raises(UserError, match='must end in .onnx'):
+        export('1m', str(out), openvino=True)
+    (tmp_path / 'emo.xml').write_text('kept')
+    with pytest.raises(UserError, match='emo.xml exists; pass --force'):
+        export('1m', str(tmp_path / 'emo.onnx'), openvino=True)
+    assert (tmp_path / 'emo.xml').read_text() == 'kept'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['emo.xml']

@@ -93,6 +93,30 @@ def test_segmentation(images, tmp_path):
     assert np.any(drawing != cv2.imread(str(folder / 'a.png')))
 
 
+def test_batchnorms_are_folded_by_default(images, tmp_path, monkeypatch):
+    """infer.py folds the BatchNorms (every iRMB and the backbone) unless
+    told not to, and draws the same overlays as the unfolded model."""
+    import emo_mm.inference as inference
+    from mmseg.datasets import ADE20KDataset
+    folder, _ = images
+    checkpoint = str(tmp_path / 'seg.pth')
+    _save_random_checkpoint(DEEPLABV3_CONFIG, checkpoint, None,
+                            ADE20KDataset.METAINFO)
+    folded = []
+    real = inference.fold_batchnorms
+    monkeypatch.setattr(inference, 'fold_batchnorms',
+                        lambda model: folded.append(real(model)))
+    drawings = {}
+    for deploy in (True, False):
+        out_dir = str(tmp_path / f'deploy{deploy}')
+        draw_predictions(DEEPLABV3_CONFIG, checkpoint, str(folder), out_dir,
+                         deploy=deploy)
+        drawings[deploy] = cv2.imread(osp.join(out_dir, 'vis', 'a.png'))
+    assert len(folded) == 1 and folded[0] > 10  # the deploy=True run only
+    same = np.mean(drawings[True] == drawings[False])
+    assert same > 0.999
+
+
 def test_unsupported_scope():
     cfg = Config(dict(default_scope='mmocr', model=dict(type='X')))
     with pytest.raises(UserError, match='mmocr'):

@@ -1,7 +1,8 @@
 """Run a detector, segmentor or classifier on pictures; save drawings as PNG.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT [--out-dir DIR]
-        [--device cpu] [--score-thr 0.3] [--cfg-options KEY=VALUE ...]
+        [--device cpu] [--score-thr 0.3] [--no-deploy]
+        [--cfg-options KEY=VALUE ...]
 
 INPUT is an image file or a folder of images. The config's ``default_scope``
 picks the inferencer: ``mmdet`` -> ``mmdet.apis.DetInferencer`` (boxes,
@@ -35,6 +36,11 @@ def parse_args(argv=None):
         default=0.3,
         help='detection: lowest score of a drawn box (default 0.3)')
     parser.add_argument(
+        '--no-deploy',
+        action='store_true',
+        help='keep the BatchNorms unfolded (folded by default: same '
+        'drawings, faster)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -46,7 +52,7 @@ def main(argv=None):
     args = parse_args(argv)
     written = draw_predictions(args.config, args.checkpoint, args.input,
                                args.out_dir, args.device, args.score_thr,
-                               args.cfg_options)
+                               args.cfg_options, not args.no_deploy)
     print(f'wrote {len(written)} image(s):')
     for path in written:
         print(f'  {path}')

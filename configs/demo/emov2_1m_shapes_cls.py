@@ -8,6 +8,7 @@ model = dict(
         _delete_=True,
         type='EMOv2',
         arch='1m',
+        channels_last=True,  # NHWC: same outputs, faster (docs/speed.md)
         out_indices=(4, ),
         final_norm=True,  # the authors' last LayerNorm, before pooling
         window_size=7),

@@ -14,6 +14,7 @@ model = dict(
     backbone=dict(
         type='EMO',
         arch='1m',
+        channels_last=True,  # NHWC: same outputs, faster (docs/speed.md)
         out_indices=(4, ),
         final_norm=True,  # the authors' last LayerNorm, before pooling
         window_size=7,

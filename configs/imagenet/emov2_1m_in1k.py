@@ -16,6 +16,7 @@ model = dict(
     backbone=dict(
         type='EMOv2',
         arch='1m',
+        channels_last=True,  # NHWC: same outputs, faster (docs/speed.md)
         out_indices=(4, ),
         final_norm=True,  # the authors' last LayerNorm, before pooling
         window_size=7,  # their EMO2_1M_k5_hybrid (224 px)

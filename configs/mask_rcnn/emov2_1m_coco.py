@@ -12,6 +12,9 @@ model = dict(
         _delete_=True,
         type='EMOv2',
         arch='1m',
+        # NCHW: mmcv 2.1's RoIAlign reads NHWC maps as NCHW ones (wrong
+        # RoI features), so the faster layout is off here (docs/speed.md).
+        channels_last=False,
         out_indices=(1, 2, 3, 4),
         window_size=10,
         drop_path_rate=0.04036,

@@ -17,6 +17,7 @@ model = dict(
         _delete_=True,
         type='EMOv2',
         arch='1m',
+        channels_last=True,  # NHWC: same outputs, faster (docs/speed.md)
         out_indices=(1, 2, 3, 4),
         window_size=10,
         drop_path_rate=0.04036,

@@ -10,6 +10,7 @@ model = dict(
         _delete_=True,
         type='EMO',
         arch='1m',
+        channels_last=True,  # NHWC: same outputs, faster (docs/speed.md)
         out_indices=(3, 4),
         window_size=7,
         drop_path_rate=0.04036,

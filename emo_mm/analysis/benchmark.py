@@ -8,8 +8,22 @@ clocks hit them alike. EMOv2's LayerScales are set as a trained model's
 could be (:data:`TIMED_LAYER_SCALE`). Peak training memory is the CUDA
 allocator's peak, or on the CPU the peak resident memory (VmHWM, Linux) of
 a child process that imports the libraries and runs only that model's two
-steps.
+steps (so about 0.5 GB of it is Python, torch and mmcv).
+
+Windows follow the downstream configs: 7 at 224; EMO at 320 (SSDLite)
+7/7/10 and at 512 (segmentation) 7/7/16 (1M/2M/5M); EMOv2 10 at every size
+but 224. Models run as the tools and configs run them (:class:`Settings`):
+channels-last and, for inference, BatchNorms folded (``switch_to_deploy``;
+EdgeNeXt has none to fold). Exported models run in ONNX Runtime or, as
+OpenVINO IR, in OpenVINO's CPU plugin set to fp32 (:func:`time_runtime`).
+
+A whole config's model (:func:`time_config`) runs in tensor mode for
+inference, or for a training step in loss mode (:class:`LossMode`): the
+head's loss with its target assignment on random ground truth (the
+codebase's ``train_samples``), backward and an SGD step. :data:`BEFORE` is
+how the model ran before issue 18 made the fast path the default.
 """
+import copy
 import multiprocessing as mp
 import os
 import statistics
@@ -17,8 +31,14 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 
-from ..deployment import deploy, export_onnx
+from ..codebases import get_codebase
+from ..config import build_model
+from ..deployment import (export_onnx, export_openvino, onnxruntime_runner,
+                          openvino_runner)
+from ..models import deploy
+from .complexity import TensorMode
 
 # Per size tier, the arch of each family timed in it; EdgeNeXt is the
 # reference the others are compared with.
@@ -69,11 +89,13 @@ def window_of(family: str, arch: str, size: int) -> int:
 class Settings:
     """How to time: device, autocast dtype ('fp32': none), channels-last,
     BatchNorms folded first (``deploy``), a training step instead of
-    inference, CPU threads for ONNX Runtime, and runs per measurement."""
+    inference, CPU threads for ONNX Runtime, and runs per measurement. The
+    defaults are what the tools and configs run: NHWC, BatchNorms folded
+    (inference only)."""
     device: str = 'cpu'
     dtype: str = 'fp32'
-    channels_last: bool = False
-    deploy: bool = False
+    channels_last: bool = True
+    deploy: bool = True
     train: bool = False
     threads: int = 1
     repeat: int = 20
@@ -111,13 +133,77 @@ def prepare(model, settings):
         model = model.to(memory_format=torch.channels_last)
     model.train(
         settings.train)  # some mmpretrain train() overrides return None
-    if settings.deploy:
+    if settings.deploy and not settings.train:
         deploy(model)
     return model
 
 
+# What the whole-model comparison times against the default: the model as
+# it ran before issue 18, NCHW with its BatchNorms unfolded.
+BEFORE = dict(channels_last=False, deploy=False)
+
+
+class LossMode(nn.Module):
+    """``model(inputs, samples, mode='loss')`` summed into the loss the
+    optimizer steps on: a whole training step's forward, with the head's
+    target assignment, on random ground truth (the codebase's
+    ``train_samples``)."""
+
+    def __init__(self, model: nn.Module, samples: list):
+        super().__init__()
+        self.model = model
+        self.samples = samples
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        losses = self.model(inputs, self.samples, mode='loss')
+        return self.model.parse_losses(losses)[0]
+
+
+def build_config_model(cfg, batch, shape, settings):
+    """The config's model, ready to time as ``settings`` say: its
+    backbone's ``channels_last`` set to theirs, EMOv2's LayerScales as
+    trained ones could be; in tensor mode for inference, in loss mode
+    (:class:`LossMode`) for a training step."""
+    cfg = copy.deepcopy(cfg)
+    if 'channels_last' in cfg.model.get('backbone', {}):
+        cfg.model.backbone.channels_last = settings.channels_last
+    model = build_model(cfg)
+    set_layer_scales(model)
+    if not settings.train:
+        return prepare(TensorMode(model), settings)
+    samples = get_codebase(cfg.default_scope).train_samples(
+        model, batch, *shape, torch.Generator().manual_seed(0))
+    samples = [sample.to(settings.device) for sample in samples]
+    return prepare(LossMode(model, samples), settings)
+
+
+def time_config(cfg, batch, shape, variants):
+    """``{name: (median, q1, q3, peak MB)}`` of the config's model run as
+    each of ``variants`` (``{name: Settings}``) says, runs interleaved; the
+    peak is the CUDA allocator's over one more run alone (None on the
+    CPU)."""
+    runs = {}
+    for name, settings in variants.items():
+        model = build_config_model(cfg, batch, shape, settings)
+        runs[name] = step_fn(model, make_input(batch, shape, settings),
+                             settings)
+    settings = next(iter(variants.values()))
+    stats = time_runs(runs, settings)
+    for name, run in runs.items():
+        peak = None
+        if settings.device.startswith('cuda'):
+            torch.cuda.reset_peak_memory_stats()
+            run()
+            _sync(settings.device)
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        stats[name] = (*stats[name], peak)
+    return stats
+
+
 def make_input(batch, size, settings):
-    x = torch.randn(batch, 3, size, size, device=settings.device)
+    """A random batch; ``size`` is a side or (H, W)."""
+    h, w = (size, size) if isinstance(size, int) else size
+    x = torch.randn(batch, 3, h, w, device=settings.device)
     if settings.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
@@ -183,19 +269,17 @@ def time_runs(runs, settings):
     return stats
 
 
-def time_onnxruntime(models, batch, size, settings):
-    """Like :func:`time_models`, for the models exported to ONNX (by
-    tools/deployment/export_onnx.py, dynamic axes) and run at the benchmark's
-    shape by ONNX Runtime's CPU provider."""
-    import tempfile
+# Row suffixes of the exported models, by runtime.
+RUNTIME_TAGS = {'ONNX Runtime': 'ORT', 'OpenVINO': 'OpenVINO'}
 
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = settings.threads
-    options.inter_op_num_threads = 1
-    # Idle sessions must not spin: the two sessions alternate runs, and a
-    # spinning pool would take the cores from the other one.
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+
+def time_runtime(models, batch, size, settings, runtime='ONNX Runtime'):
+    """Like :func:`time_models`, for the models exported to ONNX (by
+    tools/deployment/export_onnx.py, dynamic axes) and run at the
+    benchmark's shape on the CPU by ``runtime``: ONNX Runtime, or OpenVINO
+    (the ONNX file converted to IR, the shape fixed, fp32 arithmetic and
+    the LATENCY hint), with the settings' thread count."""
+    import tempfile
     x = torch.randn(batch, 3, size, size).numpy()
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,11 +288,15 @@ def time_onnxruntime(models, batch, size, settings):
             export_onnx(prepare(model, settings), (size, size), ['features'],
                         path,
                         opset=17)
-            session = ort.InferenceSession(path,
-                                           options,
-                                           providers=['CPUExecutionProvider'])
-            runs[f'{name} [ORT]'] = (
-                lambda s=session: s.run(None, {'input': x}))
+            if runtime == 'OpenVINO':
+                export_openvino(path, os.path.join(tmp, 'model.xml'))
+                run = openvino_runner(os.path.join(tmp, 'model.xml'),
+                                      settings.threads, x.shape,
+                                      latency=batch == 1)
+            else:
+                run = onnxruntime_runner(path, settings.threads)
+            runs[f'{name} [{RUNTIME_TAGS[runtime]}]'] = (
+                lambda run=run: run(x))
     return time_runs(runs, settings)
 
 

@@ -1,14 +1,18 @@
-"""Runner hooks: exact resume (:class:`RandomStateHook`) and loading the
-authors' flat checkpoints like mmengine's (:class:`AuthorsCheckpointHook`).
+"""Runner hooks: exact resume (:class:`RandomStateHook`), loading the
+authors' flat checkpoints like mmengine's (:class:`AuthorsCheckpointHook`)
+and testing with the BatchNorms folded (:class:`DeployHook`).
 """
+import copy
 import random
 
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
+from ..models import deploy
 from ..models.checkpoint import (authors_to_classifier, extract_state_dict,
                                  is_authors_layout)
 
@@ -146,3 +150,44 @@ class AuthorsCheckpointHook(Hook):
             return
         checkpoint.clear()
         checkpoint['state_dict'] = authors_to_classifier(state_dict)
+
+
+@HOOKS.register_module()
+class DeployHook(Hook):
+    """Test a copy of the model with its BatchNorms (and EMOv2's
+    LayerScales) folded: ``tools/test.py`` adds it unless ``--no-deploy``.
+    Same outputs up to float rounding, less time (docs/speed.md).
+
+    Two of them work as a pair (:func:`~emo_mm.engine.runner.enable_deploy`):
+    the folding one runs last at the start of the test epoch, after every
+    other hook has set the weights (the loaded checkpoint; mmpretrain's
+    ``EMAHook`` swaps its averages in there); the ``restore`` one runs
+    first at its end and puts the model as built back, before ``EMAHook``
+    swaps the weights back or tests the raw weights again.
+    """
+
+    # The runs in progress: runner id -> (holder, attribute, model).
+    _unfolded: dict = {}
+
+    def __init__(self, restore: bool = False):
+        self.restore = restore
+
+    def before_test_epoch(self, runner) -> None:
+        if self.restore:
+            return
+        # A wrapper (DDP) keeps its parameters' process group: fold inside.
+        holder, name = ((runner.model, 'module')
+                        if is_model_wrapper(runner.model) else
+                        (runner, 'model'))
+        original = getattr(holder, name)
+        folded = copy.deepcopy(original)
+        count = deploy(folded)
+        setattr(holder, name, folded)
+        self._unfolded[id(runner)] = (holder, name, original)
+        runner.logger.info(f'folded the BatchNorms of {count} modules '
+                           '(switch_to_deploy; --no-deploy keeps them)')
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        if self.restore and id(runner) in self._unfolded:
+            holder, name, original = self._unfolded.pop(id(runner))
+            setattr(holder, name, original)

@@ -219,6 +219,16 @@ def enable_tta(cfg: Config) -> None:
     dataset.pipeline = cfg.tta_pipeline
 
 
+def enable_deploy(cfg: Config) -> None:
+    """Test the model with its BatchNorms folded: the pair of
+    :class:`~emo_mm.engine.hooks.DeployHook`."""
+    cfg.custom_hooks = [
+        *cfg.get('custom_hooks', []),
+        dict(type='DeployHook', priority='LOWEST'),
+        dict(type='DeployHook', restore=True, priority='HIGHEST')
+    ]
+
+
 def add_dump_metric(runner: Runner, out: str) -> None:
     """``tools/test.py --out``: pickle the predictions to ``out``."""
     if not out.endswith(('.pkl', '.pickle')):
@@ -265,4 +275,3 @@ def add_common_arguments(parser, cfg_options_example: str) -> None:
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-

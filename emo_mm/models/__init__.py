@@ -3,11 +3,12 @@ from .backbones import (EMO, EMOv2, I2RMB, SpanningWindowAttention,
 from .checkpoint import (authors_to_classifier, authors_to_ours,
                          classifier_to_authors, load_backbone_checkpoint,
                          ours_to_authors)
+from .deploy import deploy
 from .layers import LayerNorm2d
 
 __all__ = [
     'EMO', 'iRMB', 'WindowAttention', 'EMOv2', 'I2RMB',
     'SpanningWindowAttention', 'LayerNorm2d', 'authors_to_ours',
     'ours_to_authors', 'authors_to_classifier', 'classifier_to_authors',
-    'load_backbone_checkpoint'
+    'load_backbone_checkpoint', 'deploy'
 ]

@@ -79,25 +79,34 @@ def test_train_table_reports_peak_memory():
         assert float(row.split()[-1]) > 100, row
 
 
-def test_deploy_flag():
-    out = run('--pairs', '1m', '--sizes', '64', '--batches', '1',
-              '--repeat', '2', '--warmup', '1', '--threads', '1', '--deploy')
-    assert 'deploy True' in out
-    assert len(rows_of(out, 'EMO-1M', 'EMOv2-1M', 'EdgeNeXt')) == 3
+def test_fast_path_is_the_default():
+    """Channels-last and folded BatchNorms unless told otherwise; a training
+    step never folds."""
+    base = ('--pairs', '1m', '--sizes', '64', '--batches', '1', '--repeat',
+            '2', '--warmup', '1', '--threads', '1', '--families', 'EMO')
+    assert 'channels_last True, deploy True' in run(*base)
+    out = run(*base, '--no-channels-last', '--no-deploy')
+    assert 'channels_last False, deploy False' in out
+    assert 'deploy False' in run(*base, '--train')
+    assert Settings().channels_last and Settings().deploy
     proc = subprocess.run([sys.executable, TOOL, '--deploy', '--train'],
                           cwd=REPO, text=True, capture_output=True)
     assert proc.returncode == 2
     assert 'cannot be combined with --train' in proc.stderr
 
 
-def test_onnxruntime_rows():
+@pytest.mark.parametrize('flag,tag', [('--onnxruntime', '[ORT]'),
+                                      ('--openvino', '[OpenVINO]')])
+def test_runtime_rows(flag, tag):
+    if flag == '--openvino':
+        pytest.importorskip('openvino', reason='openvino is optional '
+                            '(requirements/export.txt; CI installs it)')
     out = run('--pairs', '1m', '--sizes', '64', '--batches', '2',
-              '--repeat', '2', '--warmup', '1', '--threads', '1',
-              '--onnxruntime')
-    rows = [line for line in out.splitlines() if '[ORT]' in line]
+              '--repeat', '2', '--warmup', '1', '--threads', '1', flag)
+    rows = [line for line in out.splitlines() if tag in line]
     assert [row.split()[0] for row in rows] == ['EMO-1M', 'EMOv2-1M',
                                                 'EdgeNeXt-xxsmall']
-    # EMO ORT / EdgeNeXt ORT, EMOv2 ORT / EdgeNeXt ORT
+    # EMO / EdgeNeXt and EMOv2 / EdgeNeXt in the same runtime
     assert all(row.rstrip().endswith('x') for row in rows[:2])
     proc = subprocess.run([sys.executable, TOOL, '--onnxruntime', '--train'],
                           cwd=REPO, text=True, capture_output=True)
@@ -107,12 +116,53 @@ def test_onnxruntime_rows():
 def test_config_and_dtype():
     out = run('--config', 'configs/ssdlite/emo_1m_coco.py', '--batches', '2',
               '--repeat', '2', '--warmup', '1', '--threads', '1')
-    assert 'configs/ssdlite/emo_1m_coco.py: input from' in out
-    assert re.search(r'2x3x320x320: [\d.]+ ms', out), out
+    assert 'configs/ssdlite/emo_1m_coco.py: inference' in out
+    assert re.search(r'channels_last True, deploy True +2x3x320x320 +[\d.]+ ',
+                     out), out
     out = run('--pairs', '1m', '--sizes', '64', '--batches', '1', '--repeat',
               '2', '--warmup', '1', '--threads', '1', '--dtype', 'bf16')
     assert 'bf16' in out.splitlines()[0] or 'bf16' in out
     assert len(rows_of(out, 'EMO-1M', 'EMOv2-1M', 'EdgeNeXt')) == 3
+
+
+@pytest.mark.parametrize('config,train', [
+    ('configs/demo/ssdlite_emo_1m_shapes.py', False),
+    ('configs/demo/ssdlite_emo_1m_shapes.py', True),
+    ('configs/demo/deeplabv3_emov2_1m_scenes.py', True),
+    ('configs/demo/emo_1m_shapes_cls.py', True),
+])
+def test_whole_model_before_and_after(config, train):
+    """--compare times the config's model as it ran before (NCHW, BatchNorms
+    unfolded) beside the default, with the ratio; --train a whole training
+    step, the head's loss on random ground truth included."""
+    out = run('--config', config, '--compare', '--batches', '2', '--repeat',
+              '2', '--warmup', '1', '--threads', '1',
+              *(['--train'] if train else []))
+    assert ('train step (loss, backward, SGD)' if train else
+            'inference (tensor mode)') in out
+    before = [line for line in out.splitlines()
+              if line.startswith('before: NCHW, BN unfolded')]
+    after = [line for line in out.splitlines()
+             if line.startswith(f'channels_last True, deploy {not train}')]
+    assert len(before) == len(after) == 1
+    assert before[0].rstrip().endswith('1.00x')
+    assert re.search(r'\d\.\d\dx$', after[0].rstrip())
+
+
+def test_loss_mode_steps_on_the_heads_loss():
+    """The timed training step is the model's own loss: finite, and the
+    head's parameters get gradients."""
+    from emo_mm.analysis.benchmark import build_config_model
+    from emo_mm.config import input_shape, load_config
+    cfg = load_config(osp.join(REPO, 'configs/ssdlite/emo_1m_coco.py'))
+    settings = Settings(train=True, threads=1)
+    model = build_config_model(cfg, 2, (160, 160), settings)
+    loss = model(torch.randn(2, 3, 160, 160))
+    assert loss.dim() == 0 and torch.isfinite(loss) and loss > 0
+    loss.backward()
+    head = model.model.bbox_head
+    assert all(p.grad is not None for p in head.parameters())
+    assert input_shape(cfg)[0] == (320, 320)
 
 
 @pytest.mark.parametrize('backbone', [EMO, EMOv2])

@@ -197,6 +197,9 @@ def check_backbone(ours, logged, variant):
     assert logged.pop('drop_path') == ours.pop('drop_path_rate')
     assert logged.pop('frozen_stages') == ours.pop('frozen_stages')
     assert logged.pop('norm_eval') == ours.pop('norm_eval')
+    # The memory format is ours, not the recipe's: it changes no output;
+    # test_channels_last.py checks its value in every config.
+    assert ours.pop('channels_last') in (True, False)
     # sync_bn=False: nn.BatchNorm2d with their eps of 1e-6; the depthwise
     # conv's norm and activation are the defaults (BN + SiLU).
     assert logged.pop('sync_bn') is False

@@ -5,10 +5,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from emo_mm.models.layers import (LayerNorm2d, WINDOW_LAYOUTS,
-                                  fold_bn_into_next_conv, from_windows,
-                                  fuse_conv_bn, pad_to_windows,
-                                  resolve_norm_cfg, to_windows)
+from emo_mm.models.layers import (LayerNorm2d, POINTWISE_MATMUL_TOKENS,
+                                  WINDOW_LAYOUTS, fold_bn_into_next_conv,
+                                  from_windows, fuse_conv_bn, pad_to_windows,
+                                  pointwise, resolve_norm_cfg, to_windows)
 
 
 # Window (row, col) of a 14x14 map at window 7 in each layout.
@@ -86,3 +86,50 @@ def test_ln2d_resolves_to_the_channel_layernorm():
     expected = F.layer_norm(x.permute(0, 2, 3, 1), (5, ), norm.weight,
                             norm.bias, norm.eps).permute(0, 3, 1, 2)
     torch.testing.assert_close(norm(x), expected)
+
+
+def _ops(fn):
+    from torch.profiler import profile
+    with profile() as prof, torch.no_grad():
+        out = fn()
+    return out, {event.key for event in prof.key_averages()}
+
+
+class _Pointwise(nn.Module):
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        return pointwise(self.conv, x)
+
+
+@pytest.mark.parametrize('bias', [False, True])
+def test_pointwise(bias):
+    """A 1x1 conv of a small NHWC map in eval mode runs as a matrix product
+    and gives the convolution's output, channels-last; NCHW maps, large
+    maps, training mode and tracing keep the convolution."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(40, 24, 1, bias=bias).eval()
+    nchw = torch.randn(2, 40, 14, 9)
+    nhwc = nchw.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = conv(nchw)
+    out, ops = _ops(lambda: pointwise(conv, nhwc))
+    assert 'aten::linear' in ops and 'aten::convolution' not in ops
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert out.shape == expected.shape
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+    large = torch.randn(1, 40, 112, 113).contiguous(
+        memory_format=torch.channels_last)
+    assert large.shape[2] * large.shape[3] > POINTWISE_MATMUL_TOKENS
+    for case in (lambda: pointwise(conv, nchw),
+                 lambda: pointwise(conv, large),
+                 lambda: pointwise(conv.train(), nhwc),
+                 lambda: torch.jit.trace(_Pointwise(conv.eval()), nhwc,
+                                         check_trace=False)(nhwc)):
+        _, ops = _ops(case)
+        assert 'aten::convolution' in ops or 'aten::_convolution' in ops
+        assert 'aten::linear' not in ops

@@ -4,49 +4,35 @@ EdgeNeXt.
     python tools/analysis/benchmark.py                      # the default table
     python tools/analysis/benchmark.py --tiers 5m --sizes 224 --batches 1 16
     python tools/analysis/benchmark.py --tiers 20m --families EMOv2
-    python tools/analysis/benchmark.py --channels-last --deploy
-    python tools/analysis/benchmark.py --onnxruntime --sizes 224
+    python tools/analysis/benchmark.py --no-channels-last --no-deploy
+    python tools/analysis/benchmark.py --onnxruntime --openvino --sizes 224
     python tools/analysis/benchmark.py --train --sizes 320 --batches 16
     python tools/analysis/benchmark.py --config configs/ssdlite/emo_1m_coco.py
+    python tools/analysis/benchmark.py --config configs/ssdlite/emo_1m_coco.py \
+        --compare --train --batches 8
 
-Each size tier is one group of rows: EMO, EMOv2 and the EdgeNeXt of about
-their size (1M: xxsmall, 2M: xsmall, 5M: small; 20M, only in EMOv2: base).
-All are the bare backbones, built and timed in this process with the same
-thread count, input and settings, alternating their runs so that drifting
-CPU clocks hit all alike. A row reports the median (and the 25-75% range) of
-``--repeat`` timed runs after ``--warmup`` untimed ones, images per second,
-and, on the EMO and EMOv2 rows, the time over EdgeNeXt's (below 1: faster).
-Windows follow the downstream configs: 7 at 224; EMO at 320 (SSDLite)
-7/7/10 and at 512 (segmentation) 7/7/16 (1M/2M/5M); EMOv2 10 at every size
-but 224. ``--families`` leaves EMO or EMOv2 out (``--pairs`` is the old name
-of ``--tiers``).
-
-``--train`` times forward + backward + SGD step instead and reports the peak
-memory: on CUDA the allocator's peak, on the CPU the peak resident memory
-(VmHWM, Linux) of a child process that imports the libraries and runs only
-that model's two steps, so about 0.5 GB of it is Python, torch and mmcv.
-EMOv2's LayerScales are set to 0.5 first (``TIMED_LAYER_SCALE`` in
-:mod:`emo_mm.analysis.benchmark`): at their initial 1e-6 the deep
-activations are so small that the CPU's activation kernels slow down, which
-trained weights never show.
-``--deploy`` first folds the BatchNorms into the convolutions, and EMOv2's
-LayerScales into its projections (``switch_to_deploy``; EdgeNeXt has none
-to fold). ``--onnxruntime`` adds rows for the models exported to ONNX
-(:mod:`emo_mm.deployment`) and run by ONNX Runtime on the CPU with
-the same thread count. ``--config`` times a
-whole emo_mm config's model in tensor mode instead.
+Tiers: EMO, EMOv2 and the EdgeNeXt of about their size, bare backbones, in
+one process, runs alternating; a row is the median (25-75%) of --repeat runs,
+images/s and the time over EdgeNeXt's. Models run as the tools run them:
+channels-last, BatchNorms folded for inference (--no-channels-last,
+--no-deploy); --onnxruntime/--openvino add the exported models' rows (CPU,
+fp32). --train times forward + backward + SGD step and the peak memory.
+--config times a whole config's model at its input size (with --train: its
+loss on random ground truth, backward, step); --compare adds the model as
+it ran before (NCHW, BatchNorms unfolded). Details: emo_mm.analysis.benchmark
+and docs/speed.md.
 """
 import argparse
+from dataclasses import replace
 
 import torch
 
 from emo_mm.errors import run_tool
-from emo_mm.analysis import TensorMode
-from emo_mm.analysis.benchmark import (FAMILIES, TIERS, Settings,
-                                       build_tier, peak_memory_mb, prepare,
-                                       set_layer_scales, step_fn, time_models,
-                                       time_onnxruntime, time_runs)
-from emo_mm.config import build_model, input_shape, load_config
+from emo_mm.analysis.benchmark import (BEFORE, FAMILIES, TIERS, Settings,
+                                       build_tier, peak_memory_mb,
+                                       RUNTIME_TAGS, time_config,
+                                       time_models, time_runtime)
+from emo_mm.config import input_shape, load_config
 
 
 def parse_args(argv=None):
@@ -70,25 +56,40 @@ def parse_args(argv=None):
     parser.add_argument('--dtype', default='fp32',
                         choices=['fp32', 'bf16', 'fp16'],
                         help='autocast dtype (fp32: none)')
-    parser.add_argument('--channels-last', action='store_true',
-                        help='channels-last memory format for model and input')
-    parser.add_argument('--deploy', action='store_true',
+    parser.add_argument('--channels-last', default=True,
+                        action=argparse.BooleanOptionalAction,
+                        help='channels-last memory format for model and '
+                        'input (default: on)')
+    parser.add_argument('--deploy', default=None,
+                        action=argparse.BooleanOptionalAction,
                         help='fold BatchNorms into convolutions first '
-                        '(switch_to_deploy; inference only)')
+                        '(switch_to_deploy; default: on for inference)')
     parser.add_argument('--onnxruntime', action='store_true',
-                        help='also time both models exported to ONNX and run '
+                        help='also time the models exported to ONNX and run '
                         'by ONNX Runtime (CPU, same threads)')
+    parser.add_argument('--openvino', action='store_true',
+                        help='also time them as OpenVINO IR (CPU, fp32, '
+                        'same threads)')
     parser.add_argument('--train', action='store_true',
                         help='time forward + backward + step; report memory')
     parser.add_argument('--config', help='time this config\'s model instead')
+    parser.add_argument('--compare', action='store_true',
+                        help='--config: also time the model NCHW with its '
+                        'BatchNorms unfolded, interleaved')
     args = parser.parse_args(argv)
     if args.deploy and args.train:
         parser.error('--deploy folds BatchNorms for inference; it cannot be '
                      'combined with --train')
-    if args.onnxruntime and (args.train or args.config or args.device != 'cpu'
-                             or args.dtype != 'fp32'):
-        parser.error('--onnxruntime times fp32 inference of the tiers\' '
-                     'backbones on the CPU only')
+    if args.deploy is None:
+        args.deploy = not args.train
+    if args.compare and not args.config:
+        parser.error('--compare compares a --config\'s model with its old '
+                     'default; the tiers have --no-channels-last/--no-deploy')
+    if (args.onnxruntime or args.openvino) and (
+            args.train or args.config or args.device != 'cpu'
+            or args.dtype != 'fp32'):
+        parser.error('--onnxruntime/--openvino time fp32 inference of the '
+                     'tiers\' backbones on the CPU only')
     return args
 
 
@@ -118,10 +119,13 @@ def benchmark_tiers(args, settings):
                 stats = time_models(models, batch, size, settings)
                 names = [name for name, _ in models]
                 rows = [names]
-                if args.onnxruntime:
-                    stats.update(
-                        time_onnxruntime(models, batch, size, settings))
-                    rows.append([f'{name} [ORT]' for name in names])
+                for runtime, wanted in (('ONNX Runtime', args.onnxruntime),
+                                        ('OpenVINO', args.openvino)):
+                    if wanted:
+                        stats.update(time_runtime(models, batch, size,
+                                                  settings, runtime))
+                        tag = RUNTIME_TAGS[runtime]
+                        rows.append([f'{name} [{tag}]' for name in names])
                 for row in rows:
                     print_tier(row, stats, batch, size, tier, settings)
 
@@ -143,23 +147,37 @@ def print_tier(names, stats, batch, size, tier, settings):
 
 
 def benchmark_config(args, settings):
-    """Time one config's model (tensor mode, at the config's input size)."""
+    """Time one config's model at the config's input size (and, with
+    ``--compare``, as it ran before: NCHW, BatchNorms unfolded)."""
     cfg = load_config(args.config)
-    (h, w), source = input_shape(cfg)
-    model = build_model(cfg)
-    set_layer_scales(model)  # EMOv2's, as trained ones (TIMED_LAYER_SCALE)
-    model = prepare(TensorMode(model), settings)
-    print(f'{args.config}: input from {source}; device {args.device}, '
-          f'{args.threads} threads, dtype {args.dtype}, channels_last '
-          f'{args.channels_last}, deploy {args.deploy}')
+    shape, source = input_shape(cfg)
+    variants = {
+        f'channels_last {settings.channels_last}, deploy {settings.deploy}':
+        settings
+    }
+    if args.compare:
+        variants = {
+            'before: NCHW, BN unfolded': replace(settings, **BEFORE),
+            **variants
+        }
+    mode = ('train step (loss, backward, SGD)'
+            if args.train else 'inference (tensor mode)')
+    print(f'{args.config}: {mode}; input from {source}; device '
+          f'{args.device}, {args.threads} threads, dtype {args.dtype}; '
+          f'median of {args.repeat} runs after {args.warmup} warm-up runs; '
+          f'torch {torch.__version__}')
+    header = f'{"model":<32}{"input":>15}{"ms (median)":>13}{"25-75%":>16}'
+    print(header + f'{"img/s":>9}{"/before":>9}')
+    print('-' * (len(header) + 18))
     for batch in args.batches:
-        x = torch.randn(batch, 3, h, w, device=args.device)
-        if args.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        median, q1, q3 = time_runs({'model': step_fn(model, x, settings)},
-                                   settings)['model']
-        print(f'  {batch}x3x{h}x{w}: {median:.1f} ms (25-75% {q1:.1f}-'
-              f'{q3:.1f}), {batch / median * 1e3:.1f} img/s')
+        stats = time_config(cfg, batch, shape, variants)
+        first = stats[next(iter(stats))][0]
+        for name, (median, q1, q3, peak) in stats.items():
+            ratio = f'{median / first:.2f}x' if args.compare else ''
+            print(f'{name:<32}{f"{batch}x3x{shape[0]}x{shape[1]}":>15}'
+                  f'{median:>13.1f}{f"{q1:.1f}-{q3:.1f}":>16}'
+                  f'{batch / median * 1e3:>9.1f}{ratio:>9}' +
+                  (f'{peak:>10.0f} MB peak' if peak is not None else ''))
 
 
 def main(argv=None):

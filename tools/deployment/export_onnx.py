@@ -4,6 +4,8 @@
     python tools/deployment/export_onnx.py 1m emo_1m.onnx [--checkpoint net.pth]
     python tools/deployment/export_onnx.py emov2-5m emov2_5m.onnx \\
         --checkpoint EMOv2_5M_224.pth
+    # also OpenVINO IR (emo_1m.xml + emo_1m.bin), checked in fp32
+    python tools/deployment/export_onnx.py 1m emo_1m.onnx --openvino
     # the authors' segmentation form of EMOv2, window 10
     python tools/deployment/export_onnx.py emov2-5m emov2_5m_seg.onnx \\
         --window-size 10 --backbone-options \\
@@ -27,6 +29,8 @@ After export the graph is run with ONNX Runtime at each ``--check`` size
 (default: sizes that are not multiples of the windows) and compared with
 PyTorch; the export fails, writing nothing, when the largest difference
 exceeds ``--atol`` (relative to the output's magnitude when that is above 1).
+``--openvino`` also writes OpenVINO IR (OUT with .xml and .bin) and checks
+it the same way, on OpenVINO's CPU plugin set to fp32 arithmetic.
 """
 import argparse
 import ast
@@ -101,8 +105,11 @@ def parse_args(argv=None):
                         'give none to skip')
     parser.add_argument('--atol', type=float, default=1e-4)
     parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--openvino', action='store_true',
+                        help='also write OpenVINO IR beside OUT (.xml, '
+                        '.bin), checked with OpenVINO\'s CPU plugin in fp32')
     parser.add_argument('--force', action='store_true',
-                        help='overwrite OUT if it exists')
+                        help='overwrite OUT (and the IR) if it exists')
     return parser.parse_args(argv)
 
 
@@ -110,17 +117,20 @@ def main(argv=None):
     args = parse_args(argv)
     result = export(args.model, args.out, args.checkpoint, args.window_size,
                     args.shape, args.check, args.atol, args.opset, args.force,
-                    nest(args.backbone_options))
+                    nest(args.backbone_options), args.openvino)
     h, w = result['shape']
     print(f'traced at {h}x{w}; input: (N, 3, H, W) {result["expects"]}; '
           f'outputs: {", ".join(result["names"])}')
-    for batch, h, w, outputs, diff in result['checked']:
-        print(f'  {batch}x3x{h}x{w}: {outputs} outputs, max difference '
-              f'{diff:.2e}')
-    if result['checked']:
-        print(f'ONNX Runtime matches PyTorch within --atol {args.atol} at '
-              f'{len(result["checked"])} sizes')
-    print(f'wrote {args.out}')
+    for runtime, key in (('ONNX Runtime', 'checked'),
+                         ('OpenVINO (fp32)', 'openvino_checked')):
+        for batch, h, w, outputs, diff in result.get(key, []):
+            print(f'  {runtime} {batch}x3x{h}x{w}: {outputs} outputs, max '
+                  f'difference {diff:.2e}')
+        if result.get(key):
+            print(f'{runtime} matches PyTorch within --atol {args.atol} at '
+                  f'{len(result[key])} sizes')
+    print(f'wrote {args.out}' + (f' and {result["ir"]}' if 'ir' in result
+                                 else ''))
 
 
 if __name__ == '__main__':

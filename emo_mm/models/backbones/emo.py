@@ -15,7 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import (NORM_EPS, fold_bn_into_next_conv, from_windows,
                       fuse_conv_bn, is_channels_last, pad_to_windows,
-                      to_windows, window_attention)
+                      pointwise, to_windows, window_attention)
 from .base import EMOBackbone
 
 
@@ -85,7 +85,7 @@ class WindowAttention(nn.Module):
         num_h, num_w = x.shape[2] // ws, x.shape[3] // ws
         # qk is pointwise, so it can run before the partition (padded tokens
         # get the bias, exactly as when it runs on each padded window).
-        q, k = to_windows(self.qk(x), ws, self.num_heads, 2, 'grid').unbind(0)
+        q, k = to_windows(pointwise(self.qk, x), ws, self.num_heads, 2, 'grid').unbind(0)
         v = to_windows(x, ws, self.num_heads, 1, 'grid')[0]
         out = window_attention(q, k, v, self.scale, self.fused_attn)
         out = from_windows(out, B, num_h, num_w, ws, 'grid',
@@ -197,7 +197,7 @@ class iRMB(nn.Module):
         x = self.v(x)
         local = self.se(self.conv_local(x))
         x = x + local if self.has_skip else local
-        x = self.proj(x)
+        x = pointwise(self.proj, x)
         return shortcut + self.drop_path(x) if self.has_skip else x
 
 

@@ -15,8 +15,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import (NORM_EPS, WINDOW_LAYOUTS, fold_bn_into_next_conv,
                       from_windows, fuse_conv_bn, is_channels_last,
-                      pad_to_windows, resolve_norm_cfg, to_windows,
-                      window_attention)
+                      pad_to_windows, pointwise, resolve_norm_cfg,
+                      to_windows, window_attention)
 from .base import EMOBackbone
 
 
@@ -64,7 +64,7 @@ class SpanningWindowAttention(nn.Module):
         # Both projections are pointwise: run once on the padded map, before
         # either partition (padded tokens get the biases, as in the authors'
         # model).
-        qk, v = self.qk(x), value(x)
+        qk, v = pointwise(self.qk, x), value(x)
         channels_last = is_channels_last(x)
         out = 0
         for layout in WINDOW_LAYOUTS:
@@ -185,7 +185,7 @@ class I2RMB(nn.Module):
         x = self.v(x) if self.attn is None else self.attn(x, self.v)
         local = self.conv_local(x)
         x = x + local if self.has_skip else local
-        x = self.proj(x)
+        x = pointwise(self.proj, x)
         if self.gamma is not None:
             x = x * self.gamma
         return shortcut + self.drop_path(x) if self.has_skip else x
