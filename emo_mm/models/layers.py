@@ -58,9 +58,9 @@ POINTWISE_MATMUL_TOKENS = 112 * 112
 def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a 1x1, stride-1, ungrouped ``conv``, computed as
     :data:`POINTWISE_AS_MATMUL` says."""
-    if (POINTWISE_AS_MATMUL and not conv.training and is_channels_last(x)
-            and x.shape[0] * x.shape[2] * x.shape[3] <= POINTWISE_MATMUL_TOKENS
-            and not torch.jit.is_tracing()):
+    if (POINTWISE_AS_MATMUL and not conv.training
+            and not torch.jit.is_tracing() and is_channels_last(x)
+            and x.shape[0] * x.shape[2] * x.shape[3] <= POINTWISE_MATMUL_TOKENS):
         return F.linear(x.permute(0, 2, 3, 1), conv.weight.flatten(1),
                         conv.bias).permute(0, 3, 1, 2)
     return conv(x)
