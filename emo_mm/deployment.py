@@ -278,8 +278,9 @@ def openvino_runner(path: str, threads: int = 0, shape=None,
     model = core.read_model(path)
     if shape is not None:
         model.reshape({model.input(0).any_name: list(shape)})
-    # No pinning: OpenVINO would pin the calling thread too, and PyTorch
-    # timed in the same process would then run on one core.
+    # No pinning, so that OpenVINO's threads hold no cores that PyTorch,
+    # timed in the same process, needs (a precaution: PyTorch rows timed
+    # beside OpenVINO ran about 1.5-2x slower than alone either way).
     config = dict(OPENVINO_FP32, ENABLE_CPU_PINNING=False)
     if threads:
         config['INFERENCE_NUM_THREADS'] = threads
