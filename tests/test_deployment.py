@@ -406,9 +406,12 @@ def test_openvino_ir_matches_pytorch(tmp_path, model):
 def test_openvino_runs_in_fp32():
     """The CPU plugin would pick bf16 on CPUs with such units; the check
     and the benchmark compile for fp32 arithmetic."""
-    pytest.importorskip('openvino', reason='openvino is optional')
+    ov = pytest.importorskip('openvino', reason='openvino is optional')
     from emo_mm.deployment import OPENVINO_FP32
-    assert OPENVINO_FP32 == {'INFERENCE_PRECISION_HINT': 'f32'}
+    param = ov.opset13.parameter([1, 4], ov.Type.f32)
+    model = ov.Model([ov.opset13.relu(param)], [param])
+    compiled = ov.Core().compile_model(model, 'CPU', OPENVINO_FP32)
+    assert compiled.get_property('INFERENCE_PRECISION_HINT') == ov.Type.f32
 
 
 def test_openvino_refusals_write_nothing(tmp_path):

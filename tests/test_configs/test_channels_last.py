@@ -12,6 +12,7 @@ import torch
 
 from conftest import REPO_ROOT, build_cpu_model
 from emo_mm.analysis.benchmark import set_layer_scales
+from emo_mm.codebases import flatten_outputs
 
 TOL = 1e-5
 
@@ -44,12 +45,6 @@ def test_every_config_builds_channels_last():
     assert all(layouts[p] is False for p in nchw)
 
 
-def _flat(outputs):
-    if isinstance(outputs, torch.Tensor):
-        return [outputs]
-    return [t for item in outputs for t in _flat(item)]
-
-
 def _max_rel(a, b):
     """The largest difference, relative to the largest magnitude above 1."""
     return float((a - b).abs().max()) / max(1.0, float(b.abs().max()))
@@ -77,17 +72,13 @@ def _pair(config):
     return nchw, nhwc
 
 
-def _forward(model, x):
-    return model(x, mode='tensor')
-
-
 def _run(model, x, train):
     """Outputs and, in training mode, the parameters' gradients of a loss
     that weighs every output element differently (a transposed or shuffled
     element would change them)."""
     model.train(train)
     model.zero_grad(set_to_none=True)
-    outs = _flat(model(x, mode='tensor'))
+    outs = flatten_outputs(model(x, mode='tensor'))
     grads = {}
     if train:
         gen = torch.Generator().manual_seed(1)
