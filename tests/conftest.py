@@ -8,6 +8,13 @@ import torch
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
+# Under pytest-xdist (tools/run_tests.sh) the workers share the cores: one
+# torch thread each, here and in every process a test starts (more threads
+# than cores makes every process wait on the others).
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    os.environ['OMP_NUM_THREADS'] = '1'
+    torch.set_num_threads(1)
+
 # The variants' reference numbers, written once for every test: backbone
 # parameters; with the final norm and a 1000-class head (the authors'
 # classifiers, whose counts the fixtures confirm); the paper's FLOPs at 224
@@ -91,6 +98,24 @@ def load_emov2_fixture(name):
     return data
 
 
+# The modules of the longest tests, started first, so that the two xdist
+# workers do not end with one of them left running alone.
+LONGEST_FIRST = ('test_tools/test_train_test.py',
+                 'test_tools/test_demos.py',
+                 'test_engine/test_distributed.py',
+                 'test_engine/test_hooks.py', 'test_deployment.py',
+                 'test_analysis/test_complexity.py')
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        path = osp.relpath(str(item.fspath), osp.join(REPO_ROOT, 'tests'))
+        return (LONGEST_FIRST.index(path) if path in LONGEST_FIRST
+                else len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the order within a module stays
+
+
 @pytest.fixture(scope='session', autouse=True)
 def _torch_threads():
     torch.manual_seed(0)
@@ -120,6 +145,39 @@ def run_command(command, check=True, timeout=600, env=None, cwd=REPO_ROOT):
     if check and proc.returncode:
         raise AssertionError(f'{command} failed:\n{proc.stdout[-4000:]}')
     return proc
+
+
+def run_tool(tool, *args):
+    """Run ``tools/TOOL`` as its command line does (``__main__``, the same
+    ``sys.argv``), in this process: for the checks of an exit status and an
+    error line, which need no new interpreter. Returns ``(status, output)``,
+    stdout and stderr merged; a ``sys.exit('error: ...')`` message is part
+    of the output, as the interpreter would print it. What a process would
+    take with it is put back: the environment (tools/train.py sets
+    LOCAL_RANK) and torch's thread count."""
+    import contextlib
+    import io
+    import runpy
+    from unittest import mock
+    path = osp.join(REPO_ROOT, 'tools', tool)
+    output = io.StringIO()
+    status = 0
+    threads = torch.get_num_threads()
+    with mock.patch.object(sys, 'argv', [path, *map(str, args)]), \
+            mock.patch.dict(os.environ), \
+            contextlib.redirect_stdout(output), \
+            contextlib.redirect_stderr(output):
+        try:
+            runpy.run_path(path, run_name='__main__')
+        except SystemExit as exit:
+            if isinstance(exit.code, str):
+                print(exit.code, file=output)
+                status = 1
+            else:
+                status = exit.code or 0
+        finally:
+            torch.set_num_threads(threads)
+    return status, output.getvalue()
 
 
 def run_torchrun(command, env, timeout=600, tries=3):

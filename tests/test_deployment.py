@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from conftest import REPO_ROOT, run_python
+from conftest import REPO_ROOT, run_python, run_tool
 from emo_mm import UserError
 from emo_mm.config import build_model, load_config
 from emo_mm.deployment import (ScaledUpsample, backbone_for_export,
@@ -27,10 +27,27 @@ def _dims(path):
     return session, session.get_inputs()[0].shape
 
 
+def _trained_like(tmp_path, model, config=False):
+    """A checkpoint of ``model`` with trained-like weights
+    (:func:`_randomize`), so that the BatchNorms the export folds are far
+    from the identity they are at initialisation; a config's model is run
+    in tensor mode and saved under ``state_dict``."""
+    path = tmp_path / 'trained_like.pth'
+    if config:
+        _randomize(model, lambda x: model(x, mode='tensor'), (96, 128))
+        torch.save({'state_dict': model.state_dict()}, path)
+    else:
+        torch.save(_randomize(model).state_dict(), path)
+    return str(path)
+
+
 def test_backbone_graph_serves_any_size(tmp_path):
+    """With trained-like weights: the check compares ONNX Runtime (folded
+    BatchNorms) with the unfolded model."""
+    ckpt = _trained_like(tmp_path, EMO(arch='1m'))
     out = tmp_path / 'emo_1m.onnx'
     result = export('1m', str(out), shape=(64, 64), window_size=[7, 7, 5, 4],
-                    check=['45x77', '100x33'])
+                    checkpoint=ckpt, check=['45x77', '100x33'])
     sizes = [(h, w) for _, h, w, _, _ in result['checked']]
     assert sizes == [(45, 77), (100, 33)]
     assert all(diff <= 1e-4 for *_, diff in result['checked'])
@@ -76,11 +93,16 @@ def test_graph_of_the_authors_weights_reproduces_their_outputs(
     ('configs/imagenet/emo_1m_in1k.py', ['cls_score']),
 ])
 def test_downstream_graphs(tmp_path, config, names):
+    """With trained-like weights, ONNX Runtime (folded BatchNorms) matches
+    the unfolded model at two sizes."""
+    path = osp.join(REPO_ROOT, config)
+    ckpt = _trained_like(tmp_path, build_model(load_config(path)), True)
     out = tmp_path / 'model.onnx'
-    result = export(osp.join(REPO_ROOT, config), str(out), shape=(96, 128),
+    result = export(path, str(out), shape=(96, 128), checkpoint=ckpt,
                     check=['81x145', '130x97'])
     assert 'BGR 0-255, normalised in the graph' in result['expects']
     assert len(result['checked']) == 2
+    assert all(diff <= 1e-4 for *_, diff in result['checked'])
     session, dims = _dims(out)
     assert dims == ['batch', 3, 'height', 'width']
     assert [o.name for o in session.get_outputs()] == names
@@ -153,24 +175,30 @@ def test_refusals_write_nothing(tmp_path):
 def test_command_line(tmp_path):
     """The tool prints what it checked and wrote (an EMOv2 backbone in the
     authors' segmentation form, through --backbone-options in both
-    spellings: dict(...) and dotted keys); a refusal is one line."""
+    spellings: dict(...) and dotted keys; trained-like weights, so that
+    the check compares a non-trivial fold); a refusal is one line."""
+    model, *_ = backbone_for_export(
+        'emov2-1m', [7, 7, 5, 4],
+        options=dict(dw_norm_cfg=dict(type='LN2d', eps=1e-6),
+                     dw_act_cfg=dict(type='GELU')))
+    ckpt = _trained_like(tmp_path, model)
     out = tmp_path / 'emov2_1m.onnx'
     log = run_python('tools/deployment/export_onnx.py', 'emov2-1m', str(out),
                      '--shape', '64', '64', '--window-size', '7', '7', '5',
                      '4', '--backbone-options',
                      "dw_norm_cfg=dict(type='LN2d',eps=1e-6)",
-                     'dw_act_cfg.type=GELU', '--check', '45x77',
-                     '100x33').stdout
+                     'dw_act_cfg.type=GELU', '--checkpoint', ckpt,
+                     '--check', '45x77', '100x33').stdout
     assert 'matches PyTorch within --atol 0.0001 at 2 sizes' in log
     assert f'wrote {out}' in log and out.is_file()
     # The LayerNorms after the depthwise convs are in the graph.
     layer_norms = [n for n in onnx.load(str(out)).graph.node
                    if n.op_type == 'LayerNormalization']
     assert len(layer_norms) >= sum(EMOv2.arch_settings['1m']['depths'])
-    refused = run_python('tools/deployment/export_onnx.py', '3m',
-                         str(tmp_path / 'a.onnx'), check=False)
-    assert refused.returncode != 0 and 'Traceback' not in refused.stdout
-    assert "error: '3m' is neither a backbone name" in refused.stdout
+    status, refused = run_tool('deployment/export_onnx.py', '3m',
+                               tmp_path / 'a.onnx')
+    assert status != 0 and 'Traceback' not in refused
+    assert "error: '3m' is neither a backbone name" in refused
 
 
 # ---------------------------------------------------------------- EMOv2
@@ -379,13 +407,20 @@ def test_two_stage_detectors_are_refused_in_one_line(tmp_path):
                                    'configs/ssdlite/emo_1m_coco.py'])
 def test_openvino_ir_matches_pytorch(tmp_path, model):
     """--openvino writes the IR beside the ONNX file and checks it in fp32
-    at three sizes that no window divides, within 1e-4 like ONNX Runtime."""
+    at three sizes that no window divides, within 1e-4 like ONNX Runtime,
+    against the unfolded model with trained-like weights."""
     pytest.importorskip('openvino', reason='openvino is optional '
                         '(requirements/export.txt; CI installs it)')
     import openvino as ov
-    path = model if not model.endswith('.py') else osp.join(REPO_ROOT, model)
+    if model.endswith('.py'):
+        path = osp.join(REPO_ROOT, model)
+        ckpt = _trained_like(tmp_path, build_model(load_config(path)), True)
+    else:
+        path = model
+        backbone, arch = parse_backbone(model)
+        ckpt = _trained_like(tmp_path, backbone(arch=arch))
     out = tmp_path / 'model.onnx'
-    result = export(path, str(out), openvino=True)
+    result = export(path, str(out), checkpoint=ckpt, openvino=True)
     assert result['ir'] == str(tmp_path / 'model.xml')
     assert (tmp_path / 'model.bin').is_file()
     assert not list(tmp_path.glob('*.part*'))

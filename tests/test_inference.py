@@ -10,6 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from conftest import REPO_ROOT
 from emo_mm import UserError
@@ -21,6 +22,11 @@ SSDLITE_CONFIG = osp.join(REPO_ROOT, 'configs', 'ssdlite', 'emo_1m_coco.py')
 
 DEEPLABV3_CONFIG = osp.join(REPO_ROOT, 'configs', 'deeplabv3',
                             'emo_1m_ade20k.py')
+DEEPLABV3_EMOV2_CONFIG = osp.join(REPO_ROOT, 'configs', 'deeplabv3',
+                                  'emov2_1m_ade20k.py')
+# Drawings blend the boxes' edges and the class map into the image with
+# opacity 0.8 (DetLocalVisualizer's alpha, MMSegInferencer's opacity).
+ALPHA = 0.8
 
 
 @pytest.fixture(scope='module')
@@ -36,12 +42,29 @@ def images(tmp_path_factory):
     return folder, metainfo
 
 
-def _save_random_checkpoint(config, path, cfg_options, dataset_meta):
-    """Random weights of the model the config builds, as a checkpoint."""
+def _save_random_checkpoint(config, path, cfg_options, dataset_meta,
+                            trained_like=False):
+    """Random weights of the model the config builds, as a checkpoint. With
+    ``trained_like``, BatchNorms have random affines and running statistics
+    and LayerScales are about 0.5, as trained ones could be: folding them is
+    then far from the identity it is at initialisation."""
     cfg = load_config(config, cfg_options, inference=True)
     init_default_scope(cfg.default_scope)
     from mmengine.registry import MODELS
+    torch.manual_seed(0)
     model = MODELS.build(cfg.model)
+    if trained_like:
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name.endswith('gamma'):
+                    param.uniform_(0.3, 0.7, generator=gen)
+            for m in model.modules():
+                if isinstance(m, _BatchNorm):
+                    m.running_mean.uniform_(-0.5, 0.5, generator=gen)
+                    m.running_var.uniform_(0.5, 2, generator=gen)
+                    m.weight.uniform_(0.5, 1.5, generator=gen)
+                    m.bias.uniform_(-0.5, 0.5, generator=gen)
     torch.save(
         dict(
             state_dict=model.state_dict(),
@@ -60,26 +83,82 @@ def _check_outputs(written, folder, out_dir):
         assert drawing.shape == source.shape
 
 
-def test_detection(images, tmp_path):
+@pytest.fixture
+def drawn(monkeypatch):
+    """``[(inferencer, samples)]``: each inferencer that draw_predictions
+    builds and the data samples it drew, image by image (taken as it hands
+    them to its postprocess, after drawing them)."""
+    import emo_mm.inference as inference
+    built = []
+    real = inference.build_inferencer
+
+    def build(*args):
+        inferencer = real(*args)
+        samples = []
+        postprocess = inferencer.postprocess
+
+        def record(preds, *rest, **kwargs):
+            samples.extend(preds)
+            return postprocess(preds, *rest, **kwargs)
+
+        inferencer.postprocess = record
+        built.append((inferencer, samples))
+        return inferencer
+
+    monkeypatch.setattr(inference, 'build_inferencer', build)
+    return built
+
+
+def _blend(image, colors):
+    """What the visualizers draw: ``colors`` over ``image``, opacity
+    ALPHA."""
+    return image * (1 - ALPHA) + colors * ALPHA
+
+
+def test_detection(images, tmp_path, drawn):
+    """The predicted boxes (the top three: test_cfg.max_per_img) are drawn
+    where they are, in their class's colour, and the image is left as it
+    was away from them and their labels."""
     folder, metainfo = images
     checkpoint = str(tmp_path / 'ssdlite.pth')
-    # Four classes: the random head's scores (about 1/5) then pass the
-    # test-time score threshold, so boxes do get drawn.
-    num_classes = len(metainfo['classes'])
-    options = {'model.bbox_head.num_classes': num_classes}
+    options = {'model.bbox_head.num_classes': len(metainfo['classes']),
+               'model.test_cfg.max_per_img': 3}
     _save_random_checkpoint(SSDLITE_CONFIG, checkpoint, options,
                             metainfo)
     out_dir = str(tmp_path / 'out')
     written = draw_predictions(SSDLITE_CONFIG, checkpoint, str(folder),
                                out_dir, score_thr=0, cfg_options=options)
     _check_outputs(written, folder, out_dir)
-    drawing = cv2.imread(osp.join(out_dir, 'vis', 'a.png'))
-    assert np.any(drawing != cv2.imread(str(folder / 'a.png')))
+    (inferencer, samples), = drawn
+    boxes = samples[0].pred_instances  # a.png's
+    assert len(boxes) == 3 and (boxes.scores > 0).all()  # all drawn
+    drawing = cv2.imread(osp.join(out_dir, 'vis', 'a.png'))[..., ::-1]
+    image = cv2.imread(str(folder / 'a.png'))[..., ::-1].astype(float)
+    height, width = image.shape[:2]
+    palette = np.array(inferencer.visualizer.dataset_meta['palette'])
+    near = np.zeros((height, width), bool)
+    for (x1, y1, x2, y2), label in zip(boxes.bboxes.tolist(),
+                                       boxes.labels.tolist()):
+        # The middles of the left, right and bottom edges (the label sits
+        # on the top one), on the 3-pixel line.
+        xm, ym = round((x1 + x2) / 2), round((y1 + y2) / 2)
+        for x, y in ((x1, ym), (x2, ym), (xm, y2)):
+            x, y = min(round(x), width - 1), min(round(y), height - 1)
+            want = _blend(image[y, x], palette[label])
+            assert np.abs(drawing[y, x] - want).max() <= 3, (x, y, label)
+        # The box's line and its label (text from the top-left corner,
+        # wider than these boxes).
+        near[max(round(y1) - 3, 0):round(y2) + 4,
+             max(round(x1) - 3, 0):max(round(x2), round(x1) + 120) + 4] = True
+    assert (~near).mean() > 0.5
+    assert (drawing[~near] == image[~near]).all()
 
 
-def test_segmentation(images, tmp_path):
+def test_segmentation(images, tmp_path, drawn):
     """The real DeepLabV3 config (SyncBN, a weights URL in init_cfg): both
-    neutralized, overlays of the input's size written."""
+    neutralized, overlays of the input's size written: each pixel in the
+    palette colour of its predicted class over the image, but where the
+    class names are written."""
     from mmseg.datasets import ADE20KDataset
     folder, _ = images
     checkpoint = str(tmp_path / 'seg.pth')
@@ -89,19 +168,31 @@ def test_segmentation(images, tmp_path):
     written = draw_predictions(DEEPLABV3_CONFIG, checkpoint, str(folder),
                                out_dir)
     _check_outputs(written, folder, out_dir)
-    drawing = cv2.imread(osp.join(out_dir, 'vis', 'a.png'))
-    assert np.any(drawing != cv2.imread(str(folder / 'a.png')))
+    (inferencer, samples), = drawn
+    classes = samples[0].pred_sem_seg.data[0].numpy()  # a.png's
+    assert len(np.unique(classes)) >= 2  # the colours have to tell apart
+    palette = np.array(inferencer.visualizer.dataset_meta['palette'])
+    drawing = cv2.imread(osp.join(out_dir, 'vis', 'a.png'))[..., ::-1]
+    image = cv2.imread(str(folder / 'a.png'))[..., ::-1].astype(float)
+    error = np.abs(drawing - _blend(image, palette[classes])).max(-1)
+    # Measured: 96% within 1; the rest is the class names' text.
+    assert (error <= 2).mean() > 0.9
 
 
-def test_batchnorms_are_folded_by_default(images, tmp_path, monkeypatch):
-    """infer.py folds the BatchNorms (every iRMB and the backbone) unless
-    told not to, and draws the same overlays as the unfolded model."""
+@pytest.mark.parametrize('config', [DEEPLABV3_CONFIG,
+                                    DEEPLABV3_EMOV2_CONFIG])
+def test_batchnorms_are_folded_by_default(images, tmp_path, monkeypatch,
+                                          drawn, config):
+    """infer.py folds the BatchNorms (every block and the backbone; EMOv2's
+    LayerScales too) unless told not to: with trained-like statistics, the
+    folded model gives the unfolded one's logits and drawing."""
     import emo_mm.inference as inference
     from mmseg.datasets import ADE20KDataset
     folder, _ = images
+    image = str(folder / 'a.png')
     checkpoint = str(tmp_path / 'seg.pth')
-    _save_random_checkpoint(DEEPLABV3_CONFIG, checkpoint, None,
-                            ADE20KDataset.METAINFO)
+    _save_random_checkpoint(config, checkpoint, None,
+                            ADE20KDataset.METAINFO, trained_like=True)
     folded = []
     real = inference.fold_batchnorms
     monkeypatch.setattr(inference, 'fold_batchnorms',
@@ -109,10 +200,14 @@ def test_batchnorms_are_folded_by_default(images, tmp_path, monkeypatch):
     drawings = {}
     for deploy in (True, False):
         out_dir = str(tmp_path / f'deploy{deploy}')
-        draw_predictions(DEEPLABV3_CONFIG, checkpoint, str(folder), out_dir,
-                         deploy=deploy)
+        draw_predictions(config, checkpoint, image, out_dir, deploy=deploy)
         drawings[deploy] = cv2.imread(osp.join(out_dir, 'vis', 'a.png'))
     assert len(folded) == 1 and folded[0] > 10  # the deploy=True run only
+    backbone = drawn[0][0].model.backbone
+    assert not any(isinstance(m, _BatchNorm) for m in backbone.modules())
+    folded, unfolded = (samples[0].seg_logits.data for _, samples in drawn)
+    torch.testing.assert_close(folded, unfolded, rtol=1e-4,
+                               atol=1e-4 * unfolded.abs().max().item())
     same = np.mean(drawings[True] == drawings[False])
     assert same > 0.999
 

@@ -1,17 +1,23 @@
-"""The model-zoo metadata and the documentation's links (no model is built).
+"""The model-zoo metadata and the documentation's links.
 
 model-index.yml and configs/*/metafile.yml follow OpenMMLab's model-index
 format; their paths (Config, README) are relative to the repository root.
+Their parameter counts are those that tests/test_configs assert for the
+built models (read from there, not built again); their FLOPs are the
+folders' READMEs', three of them counted again here.
 """
 import glob
+import importlib.util
 import os
 import os.path as osp
 import re
+import sys
 
 import pytest
 import yaml
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TESTS = osp.join(REPO_ROOT, 'tests')
 # Config folders that are not model-zoo entries.
 NOT_IN_ZOO = ('demo', '_base_')
 README_MAX_LINES = 200
@@ -73,6 +79,71 @@ def test_every_config_is_listed_once():
     assert set(listed) == on_disk
 
 
+# The tables of exact parameter counts that tests/test_configs assert for
+# the models built from the configs (each config is built once there):
+# module, table, folder of its keys under configs/ ('': keys have one).
+BUILT_PARAMS = (
+    ('test_configs/test_detection.py', 'CONFIG_PARAMS', ''),
+    ('test_configs/test_segmentation.py', 'CONFIG_PARAMS', ''),
+    ('test_configs/test_classification.py', 'CONFIG_PARAMS', 'imagenet/'),
+    ('test_configs/test_emov2_detection.py', 'CONFIG_PARAMS', ''),
+    ('test_configs/test_emov2_segmentation.py', 'CONFIGS', ''),
+    ('test_configs/test_emov2_classification.py', 'PARAMS', 'imagenet/'),
+)
+
+
+def _test_module(path):
+    """The module of ``tests/<path>``: pytest's, or loaded here when this
+    file runs alone."""
+    name = osp.splitext(osp.basename(path))[0]
+    module = sys.modules.get(name)
+    if module is not None and osp.samefile(module.__file__,
+                                           osp.join(TESTS, path)):
+        return module
+    spec = importlib.util.spec_from_file_location(name, osp.join(TESTS, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _built_params():
+    """``{config: exact parameter count}`` from :data:`BUILT_PARAMS`."""
+    counts = {}
+    for path, table, folder in BUILT_PARAMS:
+        for key, value in getattr(_test_module(path), table).items():
+            # test_emov2_segmentation's values are (log run, count).
+            counts[f'configs/{folder}{key}'] = (
+                value[-1] if isinstance(value, tuple) else value)
+    return counts
+
+
+def _readme_numbers(readme):
+    """``{config file name: (params, FLOPs)}`` of the README's tables: the
+    "params" column (with thousands commas) and the measured FLOPs'."""
+    numbers = {}
+    header = None
+    with open(osp.join(REPO_ROOT, readme)) as f:
+        for line in f:
+            if not line.startswith('|'):
+                header = None
+                continue
+            cells = [cell.strip() for cell in line.strip().strip('|')
+                     .split('|')]
+            if header is None:
+                header = cells
+                continue
+            links = [re.search(r'\]\(([^)/]+\.py)\)', cell) for cell in cells]
+            names = [link.group(1) for link in links if link]
+            params = [c for h, c in zip(header, cells)
+                      if h.startswith('params')]
+            flops = [c.split()[0] for h, c in zip(header, cells)
+                     if 'FLOPs' in h and 'measured' in h]
+            if names and params and flops:
+                numbers[names[0]] = (int(params[0].replace(',', '')),
+                                     flops[0])
+    return numbers
+
+
 def test_models_are_complete():
     collections = {c['Name'] for c in _collections()}
     names = [model['Name'] for model in _models()]
@@ -82,6 +153,7 @@ def test_models_are_complete():
         assert model['In Collection'] in collections, name
         assert osp.isfile(osp.join(REPO_ROOT, model['Config'])), name
         assert isinstance(model['Metadata']['Parameters'], int), name
+        assert re.fullmatch(r'\d+\.\d+[MG]', model['Metadata']['FLOPs']), name
         # The authors released no EMOv2-20M weights and published no
         # ImageNet result for it: only those entries may lack them.
         no_release = osp.basename(model['Config']).startswith('emov2_20m_')
@@ -91,6 +163,45 @@ def test_models_are_complete():
                                    and r['Metrics'] for r in results), name
         if 'Weights' in model or not no_release:
             assert str(model['Weights']).startswith('https://'), name
+
+
+def test_parameters_are_the_built_models_exact_counts():
+    """Every entry's Parameters is the exact count that tests/test_configs
+    assert for the model built from its config."""
+    built = _built_params()
+    listed = {m['Config']: m['Metadata']['Parameters'] for m in _models()}
+    assert set(built) == set(listed)
+    assert {config: built[config] for config in listed} == listed
+
+
+def test_numbers_are_the_readmes():
+    """Parameters and FLOPs of every entry are those of its config in the
+    folder's README table (written from tools/analysis/get_flops.py)."""
+    for metafile in _metafiles():
+        folder = osp.dirname(metafile)
+        table = _readme_numbers(osp.join(folder, 'README.md'))
+        for model in _load_yaml(metafile)['Models']:
+            name = osp.basename(model['Config'])
+            metadata = model['Metadata']
+            assert table.get(name) == (metadata['Parameters'],
+                                       metadata['FLOPs']), model['Config']
+
+
+@pytest.mark.parametrize('config', [
+    'configs/ssdlite/emov2_1m_coco.py', 'configs/deeplabv3/emo_1m_ade20k.py',
+    'configs/imagenet/emov2_1m_in1k.py'
+])
+def test_flops_are_counted_by_emo_mm(config):
+    """One config per codebase counted again (about 3 s each): its
+    metafile's FLOPs are emo_mm.analysis's, to the digits written (G: three
+    decimals, M: one)."""
+    from emo_mm.analysis import analyze_config
+    model, = [m for m in _models() if m['Config'] == config]
+    result = analyze_config(osp.join(REPO_ROOT, config))
+    flops = model['Metadata']['FLOPs']
+    unit = {'G': (1e9, 3), 'M': (1e6, 1)}[flops[-1]]
+    assert flops == f'{result["flops"] / unit[0]:.{unit[1]}f}{flops[-1]}'
+    assert result['params'] == model['Metadata']['Parameters']
 
 
 def test_collections_are_complete():

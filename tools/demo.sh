@@ -19,6 +19,7 @@
 # e.g. bash tools/demo.sh seg --cfg-options train_cfg.max_iters=100
 # Environment:
 #   EMO_MM_DEMO_DIR        where data/ and work_dirs/ go (default: the repository)
+#   EMO_MM_DEMO_SMOKE      0 skips step 2 (e.g. when running a second demo)
 #   EMO_MM_DEMO_DATA_ARGS  extra arguments for the data generator, e.g.
 #                          "--num-train-per-class 4" (a fresh EMO_MM_DEMO_DIR only:
 #                          existing data is reused)
@@ -76,7 +77,9 @@ fi
 bash tools/bootstrap.sh
 PY=${EMO_MM_VENV:-$ROOT/.venv}/bin/python
 
-"$PY" tools/smoke.py
+if [[ ${EMO_MM_DEMO_SMOKE:-1} != 0 ]]; then
+    "$PY" tools/smoke.py
+fi
 
 if [[ ! -f $DATA_DONE ]]; then
     # shellcheck disable=SC2086  (word splitting of the extra arguments)

@@ -5,10 +5,14 @@ their size (1M: xxsmall, 2M: xsmall, 5M: small; 20M, which only EMOv2 has:
 base, 18.5M). All are bare backbones, built and timed in one process with
 the same threads, input and settings, alternating runs so that drifting CPU
 clocks hit them alike. EMOv2's LayerScales are set as a trained model's
-could be (:data:`TIMED_LAYER_SCALE`). Peak training memory is the CUDA
-allocator's peak, or on the CPU the peak resident memory (VmHWM, Linux) of
-a child process that imports the libraries and runs only that model's two
-steps (so about 0.5 GB of it is Python, torch and mmcv).
+could be (:data:`TIMED_LAYER_SCALE`). Each row also reports what was
+measured while it was timed (:class:`Timing`): torch's thread count and the
+dtype of what the model returned (autocast's, where it ran). Peak training
+memory is the CUDA allocator's peak, or on the CPU what a child process
+that runs only that model's two steps adds to its resident memory: its peak
+(VmHWM, Linux) over its size before the model was built, so the model, its
+gradients and activations (and the library code run for the first time),
+without the 0.5 GB of Python, torch and mmcv.
 
 Windows follow the downstream configs: 7 at 224; EMO at 320 (SSDLite)
 7/7/10 and at 512 (segmentation) 7/7/16 (1M/2M/5M); EMOv2 10 at every size
@@ -29,6 +33,7 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -100,6 +105,26 @@ class Settings:
     threads: int = 1
     repeat: int = 20
     warmup: int = 5
+
+
+class Timing(NamedTuple):
+    """One row: median and quartiles in ms; torch's thread count and the
+    dtype of the model's output, measured in the timed runs (not taken from
+    the settings); the peak memory in MB, where measured."""
+    median: float
+    q1: float
+    q3: float
+    threads: int
+    dtype: str
+    peak: Optional[float] = None
+
+
+def dtype_of(out) -> str:
+    """The dtype of the first tensor (or array) in ``out``, e.g.
+    'bfloat16'."""
+    while isinstance(out, (list, tuple)):
+        out = out[0]
+    return str(out.dtype).replace('torch.', '')
 
 
 def build_tier(tier, size, families=FAMILIES + ('EdgeNeXt', )):
@@ -178,10 +203,9 @@ def build_config_model(cfg, batch, shape, settings):
 
 
 def time_config(cfg, batch, shape, variants):
-    """``{name: (median, q1, q3, peak MB)}`` of the config's model run as
-    each of ``variants`` (``{name: Settings}``) says, runs interleaved; the
-    peak is the CUDA allocator's over one more run alone (None on the
-    CPU)."""
+    """``{name: Timing}`` of the config's model run as each of
+    ``variants`` (``{name: Settings}``) says, runs interleaved; the peak is
+    the CUDA allocator's over one more run alone (None on the CPU)."""
     runs = {}
     for name, settings in variants.items():
         model = build_config_model(cfg, batch, shape, settings)
@@ -196,7 +220,7 @@ def time_config(cfg, batch, shape, variants):
             run()
             _sync(settings.device)
             peak = torch.cuda.max_memory_allocated() / 2**20
-        stats[name] = (*stats[name], peak)
+        stats[name] = stats[name]._replace(peak=peak)
     return stats
 
 
@@ -215,7 +239,8 @@ def _sync(device):
 
 
 def step_fn(model, x, settings):
-    """One timed unit: inference, or forward + backward + SGD step."""
+    """One timed unit: inference, or forward + backward + SGD step; it
+    returns the model's output (a training step's: before the backward)."""
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(settings.dtype)
     device_type = 'cuda' if settings.device.startswith('cuda') else 'cpu'
     optimizer = (torch.optim.SGD(model.parameters(), lr=1e-6)
@@ -229,17 +254,18 @@ def step_fn(model, x, settings):
                 with torch.no_grad():
                     return model(x)
             out = model(x)
-        out = out if isinstance(out, torch.Tensor) else torch.cat(
+        loss = out if isinstance(out, torch.Tensor) else torch.cat(
             [o.float().flatten(1) for o in out], 1)
-        out.float().mean().backward()
+        loss.float().mean().backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        return out
 
     return run
 
 
 def time_models(models, batch, size, settings):
-    """Median/quartile milliseconds per model, runs interleaved."""
+    """``{name: Timing}`` of the models, runs interleaved."""
     return time_runs(
         {
             name:
@@ -250,22 +276,25 @@ def time_models(models, batch, size, settings):
 
 
 def time_runs(runs, settings):
-    """``{name: (median, q1, q3)}`` in ms of the callables in ``runs``."""
+    """``{name: Timing}`` of the callables in ``runs``, which return the
+    model's output."""
     for _ in range(settings.warmup):
         for run in runs.values():
             run()
     times = {name: [] for name in runs}
+    seen = {}
     for _ in range(settings.repeat):
         for name, run in runs.items():
             _sync(settings.device)
             start = time.perf_counter()
-            run()
+            out = run()
             _sync(settings.device)
             times[name].append((time.perf_counter() - start) * 1e3)
+            seen[name] = (torch.get_num_threads(), dtype_of(out))
     stats = {}
     for name, values in times.items():
         q1, median, q3 = statistics.quantiles(values, n=4)
-        stats[name] = (median, q1, q3)
+        stats[name] = Timing(median, q1, q3, *seen[name])
     return stats
 
 
@@ -305,24 +334,35 @@ def _build_one(name, tier, size):
     return dict(build_tier(tier, size, (name.split('-')[0], )))[name]
 
 
+def _status_mb(field):
+    """``field`` of /proc/self/status (VmRSS, VmHWM) in MB."""
+    with open('/proc/self/status') as f:
+        return next(
+            int(line.split()[1]) for line in f
+            if line.startswith(field + ':')) / 1024
+
+
 def _peak_child(name, tier, size, batch, settings, queue):
     torch.set_num_threads(settings.threads)
+    # The libraries are imported (the server's preload): from here on, what
+    # the model needs. A write of 5 to clear_refs resets VmHWM, this
+    # process's own peak (not ru_maxrss, which Linux carries over a fork),
+    # to the resident size now.
+    baseline = _status_mb('VmRSS')
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
     model = _build_one(name, tier, size)
     run = step_fn(prepare(model, settings), make_input(batch, size, settings),
                   settings)
     for _ in range(2):
         run()
-    # VmHWM: this process's own peak (ru_maxrss would include the parent's,
-    # which Linux carries over the fork and exec of the spawn).
-    with open('/proc/self/status') as f:
-        peak_kb = next(
-            int(line.split()[1]) for line in f if line.startswith('VmHWM:'))
-    queue.put(peak_kb / 1024)
+    queue.put(_status_mb('VmHWM') - baseline)
 
 
 def peak_memory_mb(name, tier, size, batch, settings):
-    """Peak memory (MB) of training the row ``name`` of ``tier``: CUDA
-    allocator or child RSS."""
+    """Peak memory (MB) of training the row ``name`` of ``tier``: the CUDA
+    allocator's, or on the CPU what the model adds to a child process's
+    resident memory at its peak (model, gradients, activations)."""
     if settings.device.startswith('cuda'):
         model = _build_one(name, tier, size)
         torch.cuda.reset_peak_memory_stats()
@@ -330,7 +370,10 @@ def peak_memory_mb(name, tier, size, batch, settings):
                 settings)()
         _sync(settings.device)
         return torch.cuda.max_memory_allocated() / 2**20
-    context = mp.get_context('spawn')
+    # Children fork from a server that imported the libraries once: spawned
+    # afresh, each would import them again (10-20 s apiece on 2 cores).
+    context = mp.get_context('forkserver')
+    context.set_forkserver_preload([__name__, 'mmpretrain.models.backbones'])
     queue = context.Queue()
     child = context.Process(target=_peak_child,
                             args=(name, tier, size, batch, settings, queue))

@@ -11,6 +11,7 @@ from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
 
 from ..models import deploy
 from ..models.checkpoint import (authors_to_classifier, extract_state_dict,
@@ -49,8 +50,10 @@ class RandomStateHook(Hook):
     continues. This hook stores the Python, NumPy, torch and CUDA generator
     states of every process in each checkpoint that the ``CheckpointHook``
     writes (``checkpoint['rng_states']``, one entry per rank) and puts them
-    back when training resumes from it, after everything else has loaded.
-    ``load_from`` (fine-tuning) leaves the generators alone.
+    back when training resumes from it, after everything else has loaded
+    (in an iteration-based loop, after mmengine has skipped the batches
+    already trained by drawing them again). ``load_from`` (fine-tuning)
+    leaves the generators alone.
 
     Only rank 0 writes checkpoints, so with several processes the states are
     gathered (one small all-gather) in the same ``after_train_iter`` /
@@ -123,11 +126,45 @@ class RandomStateHook(Hook):
         self._pending = states[get_rank()]
 
     def before_train(self, runner) -> None:
-        if self._pending is not None:
-            _set_states(self._pending)
-            self._pending = None
-            runner.logger.info('restored the random generators\' states '
-                               'from the resumed checkpoint')
+        if self._pending is None:
+            return
+        states, self._pending = self._pending, None
+        loop = runner.train_loop
+        if isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
+            # After this hook, mmengine's loop skips the batches already
+            # trained by drawing them again, which uses up the generators
+            # (random transforms): restore them before the first new batch.
+            loop.dataloader_iterator = _RestoreBeforeBatch(
+                loop.dataloader_iterator, loop.iter, states, runner.logger)
+        else:
+            _restore(states, runner.logger)
+
+
+def _restore(states: dict, logger) -> None:
+    _set_states(states)
+    logger.info('restored the random generators\' states from the resumed '
+                'checkpoint')
+
+
+class _RestoreBeforeBatch:
+    """``iterator``, restoring the generators' ``states`` before it yields
+    its batch number ``skip`` (counted from 0)."""
+
+    def __init__(self, iterator, skip: int, states: dict, logger):
+        self._iterator = iterator
+        self._skip = skip
+        self._states = states
+        self._logger = logger
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._skip == 0 and self._states is not None:
+            _restore(self._states, self._logger)
+            self._states = None
+        self._skip -= 1
+        return next(self._iterator)
 
 
 @HOOKS.register_module()

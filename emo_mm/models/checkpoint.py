@@ -193,23 +193,34 @@ def load_backbone_checkpoint(backbone,
         backbone (EMO): The model to load into.
         filename (str): Local path or URL.
         prefix (str, optional): Keep only the keys under this prefix (e.g.
-            ``'backbone.'``) and strip it. When None and the checkpoint is a
+            ``'backbone.'``; ``'backbone'`` and ``'module.backbone.'`` mean
+            the same) and strip it. When None and the checkpoint is a
             whole detector/segmentor/classifier, ``'backbone.'`` is used.
             Defaults to None.
         logger: Where the report of skipped keys goes. Defaults to
             ``'current'``.
 
     Raises:
-        UserError: The file cannot be read, holds no EMO weights, or holds
-            another EMO variant than ``backbone``.
+        UserError: The file cannot be read, has no key under ``prefix``,
+            holds no EMO weights, or holds another EMO variant than
+            ``backbone``.
     """
     state_dict = extract_state_dict(read_checkpoint(filename))
+    if prefix:
+        # As mmengine's Pretrained init reads it ('backbone' is
+        # 'backbone.'), less the DDP 'module.' that the keys lost above.
+        prefix = re.sub(r'^module\.', '', prefix.rstrip('.') + '.') or None
     if prefix is None and any(k.startswith('backbone.') for k in state_dict):
         prefix = 'backbone.'
     if prefix:
-        state_dict = OrderedDict((k[len(prefix):], v)
-                                 for k, v in state_dict.items()
-                                 if k.startswith(prefix))
+        kept = OrderedDict((k[len(prefix):], v)
+                           for k, v in state_dict.items()
+                           if k.startswith(prefix))
+        if not kept:
+            raise UserError(f'no key of checkpoint {filename} starts with '
+                            f'{prefix!r} (first keys: '
+                            f'{list(state_dict)[:5]})')
+        state_dict = kept
     if is_authors_layout(state_dict):
         state_dict = authors_to_ours(state_dict)
 

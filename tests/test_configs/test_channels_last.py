@@ -4,6 +4,7 @@ show that every head family gives the same outputs and the same gradients
 (within 1e-5 of the largest magnitude) as with NCHW features, so the faster
 layout changes no result."""
 import copy
+import functools
 import glob
 import os.path as osp
 
@@ -56,17 +57,32 @@ def _global_rel(grads_b, grads_a):
     return (diff / sum(float(g.norm()**2) for g in grads_a.values()))**0.5
 
 
-def _pair(config):
-    """The config's model with NCHW features and an exact copy with NHWC
-    ones; dropout off so that both draw nothing at random."""
+@functools.lru_cache(maxsize=None)
+def _built(config):
+    """The config's model with NCHW features, dropout off so that it draws
+    nothing at random; built once for the three tests of its family
+    (_pair hands out copies: they train and cast them)."""
     torch.manual_seed(0)
-    _, nchw = build_cpu_model(config, channels_last=False)
+    _, model = build_cpu_model(config, channels_last=False)
     # EMOv2's LayerScales as a trained model could have them: at their
     # initial 1e-6 every later feature and gradient is close to zero.
-    set_layer_scales(nchw)
-    for module in nchw.modules():
+    set_layer_scales(model)
+    for module in model.modules():
         if isinstance(module, torch.nn.modules.dropout._DropoutNd):
             module.p = 0.0
+    return model
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _free_built_models():
+    yield
+    _built.cache_clear()  # the rest of the session needs them no more
+
+
+def _pair(config):
+    """A fresh copy of the config's NCHW model and an exact copy of it with
+    NHWC features."""
+    nchw = copy.deepcopy(_built(config))
     nhwc = copy.deepcopy(nchw)
     nhwc.backbone.channels_last = True
     return nchw, nhwc

@@ -7,11 +7,12 @@ import torch
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
 from conftest import REPO_ROOT as REPO
-from conftest import train_steps
+from conftest import build_cpu_model, train_steps
 
 
 # Measured on the authors' backbone (parity-tested) with the mmdet 3.3 neck
@@ -79,3 +80,39 @@ def test_config_trains_and_predicts(config):
         boxes = result.pred_instances.bboxes
         assert boxes.ndim == 2 and boxes.shape[1] == 4
         assert len(result.pred_instances.scores) == len(boxes)
+
+
+def test_frozen_stages_hold_through_a_training_step():
+    """SSDLite-EMO-1M with frozen_stages=2 and norm_eval=False, one step of
+    the config's own optimizer (AdamW with weight decay, which would move
+    a frozen weight if it reached the optimizer with a gradient): the stem
+    and stages 1-2 keep every weight and BN statistic bit for bit, while
+    stages 3-4 (their BNs in training mode: new statistics), the neck and
+    the head change."""
+    torch.manual_seed(0)
+    cfg, model = build_cpu_model('ssdlite/emo_1m_coco.py', frozen_stages=2,
+                                 norm_eval=False)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    model.train()
+    inputs, samples = fixed_batch((128, 128))
+    batch = model.data_preprocessor(
+        dict(inputs=list(inputs), data_samples=samples), training=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss, _ = model.parse_losses(model(**batch, mode='loss'))
+    wrapper.update_params(loss)
+
+    def changed(name):
+        return not torch.equal(model.state_dict()[name], before[name])
+
+    frozen = ('backbone.stages.0.', 'backbone.stages.1.',
+              'backbone.stages.2.')
+    stats = [k for k in before if k.endswith('running_mean')]
+    assert any(k.startswith(frozen) for k in stats)
+    for name in before:
+        if name.startswith(frozen):
+            assert not changed(name), name
+    for part in ('backbone.stages.3.', 'backbone.stages.4.', 'neck.',
+                 'bbox_head.'):
+        assert any(changed(k) for k in before if k.startswith(part)), part
+    assert all(changed(k) for k in stats
+               if k.startswith(('backbone.stages.3.', 'backbone.stages.4.')))

@@ -9,8 +9,7 @@ import cv2
 import numpy as np
 from mmengine.config import Config
 
-from conftest import REPO_ROOT
-from conftest import run_python as run
+from conftest import REPO_ROOT, run_tool
 from emo_mm.demo_data import make_scenes_ade20k
 from emo_mm.demo_data.scenes_ade20k import CLASS_IDS, ade20k_metainfo
 
@@ -41,12 +40,28 @@ def test_generated_set_follows_ade20k(tiny_scenes):
 
 
 def test_same_seed_same_bytes(tmp_path):
+    """Both runs write the same six files (2 + 1 images and their labels),
+    byte for byte."""
+    files = {}
     for name in ('a', 'b'):
-        make_scenes_ade20k(str(tmp_path / name), 2, 1, seed=3)
-    for path in glob.glob(str(tmp_path / 'a' / '**' / '*.*'), recursive=True):
-        twin = path.replace(str(tmp_path / 'a'), str(tmp_path / 'b'))
-        with open(path, 'rb') as f, open(twin, 'rb') as g:
-            assert f.read() == g.read(), path
+        root = tmp_path / name
+        make_scenes_ade20k(str(root), 2, 1, seed=3)
+        files[name] = {
+            osp.relpath(path, root)
+            for path in glob.glob(str(root / '**' / '*'), recursive=True)
+            if osp.isfile(path)
+        }
+    expected = {
+        f'{kind}/{split}/ADE_{prefix}_{i:08d}.{ext}'
+        for split, prefix, num in (('training', 'train', 2),
+                                   ('validation', 'val', 1))
+        for kind, ext in (('images', 'jpg'), ('annotations', 'png'))
+        for i in range(1, num + 1)
+    }
+    assert files['a'] == files['b'] == expected
+    for rel in sorted(files['a']):
+        assert (tmp_path / 'a' / rel).read_bytes() == (
+            tmp_path / 'b' / rel).read_bytes(), rel
 
 
 def test_demo_metainfo_selects_ade20k_classes(tiny_scenes):
@@ -74,12 +89,13 @@ def test_demo_metainfo_selects_ade20k_classes(tiny_scenes):
 
 def test_make_demo_ade20k_refuses_to_overwrite(tmp_path):
     root = tmp_path / 'scenes'
-    first = run('tools/misc/make_demo_ade20k.py', str(root), '--num-train',
-                '2', '--num-val', '1')
-    assert 'sky' in first.stdout
+    status, out = run_tool('misc/make_demo_ade20k.py', root, '--num-train',
+                           '2', '--num-val', '1')
+    assert status == 0, out
+    assert 'sky' in out
     label = root / 'annotations' / 'training' / 'ADE_train_00000001.png'
     before = label.stat().st_mtime_ns
-    again = run('tools/misc/make_demo_ade20k.py', str(root), check=False)
-    assert again.returncode == 1
-    assert 'already contains files' in again.stdout
+    status, out = run_tool('misc/make_demo_ade20k.py', root)
+    assert status == 1
+    assert 'already contains files' in out
     assert label.stat().st_mtime_ns == before

@@ -7,7 +7,7 @@ import os.path as osp
 import cv2
 import pytest
 
-from conftest import run_python
+from conftest import run_tool
 from emo_mm.demo_data import demo_data_main, make_shapes_coco
 
 NUM_TRAIN, NUM_VAL = 12, 4
@@ -107,8 +107,9 @@ def test_mmdet_coco_dataset_loads(dataset):
 
 def test_cli_writes_new_root(tmp_path):
     root = str(tmp_path / 'new')
-    out = run_python('tools/misc/make_demo_coco.py', root, '--num-train', '2',
-                     '--num-val', '1').stdout
+    status, out = run_tool('misc/make_demo_coco.py', root, '--num-train',
+                           '2', '--num-val', '1')
+    assert status == 0, out
     assert len(_load_json(root, 'train')['images']) == 2
     assert len(_load_json(root, 'val')['images']) == 1
     assert root in out

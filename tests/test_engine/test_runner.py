@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from PIL import Image
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_tool
 from conftest import run_python as run
 from emo_mm import UserError
 from emo_mm.config import load_config
@@ -42,6 +42,8 @@ def _build_train_loader(config, data_root):
 
 def test_tools_train_names_a_coco_file_that_is_a_json_list(tmp_path):
     root = _coco_root(tmp_path, json.dumps([{'file_name': 'a.jpg'}]))
+    # A process of its own: the error comes from runner.train(), after the
+    # runner is built (seeds, logger, default scope, worker settings).
     proc = run('tools/train.py', DET_DEMO, '--work-dir',
                str(tmp_path / 'work'), '--cfg-options', f'data_root={root}',
                check=False)
@@ -124,7 +126,7 @@ def test_amp_needs_a_gpu(tmp_path, monkeypatch):
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
     monkeypatch.undo()
     if not torch.cuda.is_available():  # the tool, on this machine
-        proc = run('tools/train.py', CLS_DEMO, '--amp', '--work-dir',
-                   str(tmp_path), check=False)
-        assert proc.returncode != 0 and 'Traceback' not in proc.stdout
-        assert 'error: --amp needs a GPU' in proc.stdout
+        status, out = run_tool('train.py', CLS_DEMO, '--amp', '--work-dir',
+                               tmp_path)
+        assert status != 0 and 'Traceback' not in out
+        assert 'error: --amp needs a GPU' in out

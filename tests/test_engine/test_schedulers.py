@@ -97,7 +97,36 @@ def step_through(scheduler, optimizer, num_steps):
     return torch.tensor(lrs, dtype=torch.float64)
 
 
-@pytest.mark.parametrize('variant', VARIANTS)
+# variant -> the variant whose curve it repeats, step for step
+# (test_same_settings_give_the_same_schedule): only 1M and 5M are stepped.
+SAME_SCHEDULE = {'2m': '1m', '6m': '5m'}
+
+
+def schedule_settings(variant):
+    """All that the curves below read: the config's scheduler, lr, batch,
+    loader and length, and the log's rows that build timm's scheduler and
+    the epoch length."""
+    cfg, log = config(variant), logged_settings(variant)
+    rows = ('trainer.scheduler_kwargs', 'data.train_size',
+            'data.train_length', 'trainer.epoch_full', 'trainer.iter_full',
+            'optim.lr', 'world_size', 'trainer.data.batch_size_per_gpu')
+    return dict(
+        param_scheduler=cfg.param_scheduler, optim_wrapper=cfg.optim_wrapper,
+        auto_scale_lr=cfg.auto_scale_lr, train_cfg=cfg.train_cfg,
+        batch_size=cfg.train_dataloader.batch_size,
+        drop_last=cfg.train_dataloader.drop_last,
+        **{row: log[row] for row in rows})
+
+
+@pytest.mark.parametrize('variant', sorted(SAME_SCHEDULE))
+def test_same_settings_give_the_same_schedule(variant):
+    # The noise settings included: 2M's lr noise is 1M's, 6M has none.
+    assert schedule_settings(variant) == \
+        schedule_settings(SAME_SCHEDULE[variant])
+
+
+@pytest.mark.parametrize(
+    'variant', [v for v in VARIANTS if v not in SAME_SCHEDULE])
 def test_lr_schedule_is_the_authors(variant):
     """Every iteration of the 300 epochs (187,500 steps), against timm."""
     log = logged_settings(variant)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
-from conftest import save_authors_checkpoint
+from conftest import save_authors_checkpoint, stored_state_dict
 from emo_mm.models import EMO
 from emo_mm.models.checkpoint import (authors_to_ours,
                                       load_backbone_checkpoint,
@@ -28,16 +28,15 @@ def test_authors_key_layout_round_trip(authors_fixture):
                                                 ('model', True),
                                                 ('net', False),
                                                 (None, True)])
-def test_wrapped_authors_checkpoints(authors_fixture, tmp_path, wrap,
-                                     module_prefix):
-    ckpt = save_authors_checkpoint(authors_fixture['state_dict'],
-                                   tmp_path / 'wrapped.pth', wrap,
-                                   module_prefix)
-    model = EMO(arch=authors_fixture['variant'],
-                window_size=authors_fixture['window_size'],
-                init_cfg=dict(type='Pretrained', checkpoint=ckpt))
+def test_wrapped_authors_checkpoints(tmp_path, wrap, module_prefix):
+    """On EMO-1M only: the unwrapping reads keys, not the variant; every
+    fixture loads unwrapped in test_emo.py's parity tests."""
+    state_dict = stored_state_dict()
+    ckpt = save_authors_checkpoint(state_dict, tmp_path / 'wrapped.pth',
+                                   wrap, module_prefix)
+    model = EMO(arch='1m', init_cfg=dict(type='Pretrained', checkpoint=ckpt))
     model.init_weights()
-    expected = authors_to_ours(authors_fixture['state_dict'])
+    expected = authors_to_ours(state_dict)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, expected[key].to(value.dtype))
 
@@ -144,3 +143,52 @@ def test_missing_and_unexpected_keys_are_reported(tmp_path):
     assert 'missing' in text and 'stages.1.0.proj.weight' in text
     assert 'stages.1.0.extra' in text
     assert 'head.weight' not in text
+
+
+@pytest.mark.parametrize('family', ['EMO', 'EMOv2'])
+@pytest.mark.parametrize('wrap', [None, 'state_dict'])
+@pytest.mark.parametrize('prefix', ['backbone.', 'backbone',
+                                    'module.backbone.', 'module.'])
+def test_prefix_on_a_ddp_saved_detector(tmp_path, family, wrap, prefix):
+    """A detector saved from its DDP wrapper (every key under ``module.``,
+    flat or under ``state_dict``): ``prefix='backbone.'`` loads exactly the
+    backbone's tensors; so do mmengine's spellings for such a file
+    (``'backbone'``, ``'module.backbone.'``: its Pretrained init adds the
+    dot, and strips no ``module.``), and ``'module.'`` (nothing left: the
+    backbone found as without a prefix)."""
+    from emo_mm.models import EMOv2
+    cls = EMO if family == 'EMO' else EMOv2
+    torch.manual_seed(0)
+    source = cls(arch='1m')
+    with torch.no_grad():
+        for value in source.state_dict().values():
+            if value.is_floating_point():
+                value.uniform_(0.5, 1.5)  # unlike any initialisation
+    detector = {
+        **{f'backbone.{k}': v for k, v in source.state_dict().items()},
+        # Keys of the neck and head (and their stages.*-like tails) must
+        # not leak into the backbone.
+        'neck.stages.1.0.proj.weight': torch.zeros(1),
+        'bbox_head.cls_convs.0.weight': torch.zeros(3, 3),
+    }
+    path = save_authors_checkpoint(detector, tmp_path / 'ddp.pth', wrap,
+                                   module_prefix=True)
+    model = cls(arch='1m', init_cfg=dict(type='Pretrained', checkpoint=path,
+                                         prefix=prefix))
+    model.init_weights()
+    loaded = model.state_dict()
+    assert loaded.keys() == source.state_dict().keys()
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+
+
+def test_prefix_that_matches_no_key(tmp_path):
+    path = tmp_path / 'detector.pth'
+    torch.save({f'module.backbone.{k}': v
+                for k, v in EMO(arch='1m').state_dict().items()}, path)
+    model = EMO(arch='1m', init_cfg=dict(type='Pretrained',
+                                         checkpoint=str(path),
+                                         prefix='encoder.'))
+    with pytest.raises(ValueError, match=r"no key of checkpoint .* starts "
+                       r"with 'encoder\.' \(first keys: \['backbone\."):
+        model.init_weights()

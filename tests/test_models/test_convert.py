@@ -4,7 +4,7 @@ wrong inputs are refused with one line and nothing written."""
 import pytest
 import torch
 
-from conftest import run_python, stored_state_dict
+from conftest import run_tool, stored_state_dict
 from emo_mm import UserError
 from emo_mm.models import EMO
 from emo_mm.models.checkpoint import (authors_to_classifier,
@@ -91,15 +91,15 @@ def test_command_line(tmp_path):
     src = str(tmp_path / 'net.pth')
     torch.save(stored_state_dict(), src)
     dst = tmp_path / 'cls.pth'
-    out = run_python('tools/convert_authors_checkpoint.py', src, str(dst),
-                     '--to', 'classifier').stdout
+    status, out = run_tool('convert_authors_checkpoint.py', src, dst,
+                           '--to', 'classifier')
+    assert status == 0, out
     assert f'wrote {dst}: EMO-1M mmpretrain classifier' in out
     assert torch.load(dst, weights_only=True)['meta']['arch'] == '1m'
-    refused = run_python('tools/convert_authors_checkpoint.py', src,
-                         str(dst), '--to', 'classifier', check=False)
-    assert refused.returncode == 1
-    assert 'error: ' in refused.stdout and 'refusing to overwrite' in \
-        refused.stdout
+    status, out = run_tool('convert_authors_checkpoint.py', src, dst,
+                           '--to', 'classifier')
+    assert status == 1
+    assert 'error: ' in out and 'refusing to overwrite' in out
 
 
 def test_emov2_conversions(tmp_path):
@@ -135,6 +135,7 @@ def test_emov2_conversions(tmp_path):
     with pytest.raises(UserError, match='holds EMOv2-1M weights, but '
                        '--arch is 5m'):
         convert_checkpoint(src, str(tmp_path / 'x.pth'), 'classifier', '5m')
-    out = run_python('tools/convert_authors_checkpoint.py', src,
-                     str(tmp_path / 'cli.pth'), '--to', 'backbone').stdout
+    status, out = run_tool('convert_authors_checkpoint.py', src,
+                           tmp_path / 'cli.pth', '--to', 'backbone')
+    assert status == 0, out
     assert 'EMOv2-1M backbone' in out

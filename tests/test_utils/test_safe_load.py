@@ -22,7 +22,7 @@ from mmengine.runner import Runner, load_checkpoint
 from torch.utils.data import Dataset
 
 import emo_mm  # noqa: F401  (puts the weights-only loaders in place)
-from conftest import REPO_ROOT, run_python
+from conftest import REPO_ROOT, run_python, run_tool
 from emo_mm.models import EMO
 from emo_mm.utils import safe_load
 from emo_mm.errors import CheckpointRefused
@@ -174,28 +174,33 @@ def test_tools_refuse_with_one_line(hostile, tiny_shapes, tmp_path):
     `error:` line, the URL named."""
     urls, marker = hostile
     url = urls['os_system']
-    config = 'configs/demo/emo_1m_shapes_cls.py'
+    config = osp.join(REPO_ROOT, 'configs/demo/emo_1m_shapes_cls.py')
     data = [f'data_root={tiny_shapes}', 'train_dataloader.num_workers=0',
             'train_dataloader.persistent_workers=False',
             'val_dataloader.num_workers=0',
             'val_dataloader.persistent_workers=False']
-    runs = [
-        ('tools/train.py', config, '--work-dir', str(tmp_path / 'i'),
-         '--cfg-options', *data, 'model.backbone.init_cfg.type=Pretrained',
-         f'model.backbone.init_cfg.checkpoint={url}'),
-        ('tools/test.py', config, url, '--work-dir', str(tmp_path / 'a')),
-        ('tools/train.py', config, '--resume', url, '--work-dir',
-         str(tmp_path / 'b')),
-        ('tools/convert_authors_checkpoint.py', url, str(tmp_path / 'c.pth'),
-         '--to', 'classifier'),
-    ]
-    for args in runs:
-        proc = run_python(*args, check=False)
-        assert proc.returncode != 0, args
-        last = proc.stdout.strip().splitlines()[-1]
+    # The init_cfg is loaded by the built runner (seeds, logger, default
+    # scope): a process of its own. The others refuse before building
+    # anything, in this process.
+    proc = run_python('tools/train.py', config, '--work-dir',
+                      str(tmp_path / 'i'), '--cfg-options', *data,
+                      'model.backbone.init_cfg.type=Pretrained',
+                      f'model.backbone.init_cfg.checkpoint={url}',
+                      check=False)
+    results = [('init_cfg', proc.returncode, proc.stdout)]
+    for args in [
+        ('test.py', config, url, '--work-dir', tmp_path / 'a'),
+        ('train.py', config, '--resume', url, '--work-dir', tmp_path / 'b'),
+        ('convert_authors_checkpoint.py', url, tmp_path / 'c.pth', '--to',
+         'classifier'),
+    ]:
+        results.append((args, *run_tool(*args)))
+    for args, status, out in results:
+        assert status != 0, args
+        last = out.strip().splitlines()[-1]
         assert last.startswith('error: checkpoint ' + url), (args, last)
         assert 'posix.system' in last
-        assert 'Traceback' not in proc.stdout, args
+        assert 'Traceback' not in out, args
     assert not marker.exists()
     assert not osp.exists(tmp_path / 'c.pth')
 

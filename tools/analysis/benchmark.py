@@ -16,7 +16,9 @@ one process, runs alternating; a row is the median (25-75%) of --repeat runs,
 images/s and the time over EdgeNeXt's. Models run as the tools run them:
 channels-last, BatchNorms folded for inference (--no-channels-last,
 --no-deploy); --onnxruntime/--openvino add the exported models' rows (CPU,
-fp32). --train times forward + backward + SGD step and the peak memory.
+fp32). Each row shows the torch threads and the output dtype measured while
+timing. --train times forward + backward + SGD step and the peak memory
+(CPU: what the model adds to a process's peak resident memory).
 --config times a whole config's model at its input size (with --train: its
 loss on random ground truth, backward, step); --compare adds the model as
 it ran before (NCHW, BatchNorms unfolded). Details: emo_mm.analysis.benchmark
@@ -105,8 +107,9 @@ def benchmark_tiers(args, settings):
           f'{args.deploy}; median of '
           f'{args.repeat} runs after {args.warmup} warm-up runs; torch '
           f'{torch.__version__}')
-    header = (f'{"model":<28}{"input":>13}{"ms (median)":>13}{"25-75%":>16}'
-              f'{"img/s":>9}{"/EdgeNeXt":>11}')
+    header = (f'{"model":<28}{"input":>13}{"threads":>8}{"out dtype":>10}'
+              f'{"ms (median)":>13}{"25-75%":>16}{"img/s":>9}'
+              f'{"/EdgeNeXt":>11}')
     if args.train:
         header += f'{"peak MB":>10}'
     print(header)
@@ -133,12 +136,12 @@ def benchmark_tiers(args, settings):
 def print_tier(names, stats, batch, size, tier, settings):
     """Rows of one tier, EdgeNeXt last; on the others, their time over
     EdgeNeXt's."""
-    reference = stats[names[-1]][0]
+    reference = stats[names[-1]].median
     for name in names:
-        median, q1, q3 = stats[name]
+        median, q1, q3, threads, dtype, _ = stats[name]
         ratio = '' if name == names[-1] else f'{median / reference:.2f}x'
-        line = (f'{name:<28}{f"{batch}x3x{size}x{size}":>13}'
-                f'{median:>13.1f}{f"{q1:.1f}-{q3:.1f}":>16}'
+        line = (f'{name:<28}{f"{batch}x3x{size}x{size}":>13}{threads:>8}'
+                f'{dtype:>10}{median:>13.1f}{f"{q1:.1f}-{q3:.1f}":>16}'
                 f'{batch / median * 1e3:>9.1f}{ratio:>11}')
         if settings.train:
             peak = peak_memory_mb(name, tier, size, batch, settings)
@@ -166,15 +169,17 @@ def benchmark_config(args, settings):
           f'{args.device}, {args.threads} threads, dtype {args.dtype}; '
           f'median of {args.repeat} runs after {args.warmup} warm-up runs; '
           f'torch {torch.__version__}')
-    header = f'{"model":<32}{"input":>15}{"ms (median)":>13}{"25-75%":>16}'
+    header = (f'{"model":<32}{"input":>15}{"threads":>8}{"out dtype":>10}'
+              f'{"ms (median)":>13}{"25-75%":>16}')
     print(header + f'{"img/s":>9}{"/before":>9}')
     print('-' * (len(header) + 18))
     for batch in args.batches:
         stats = time_config(cfg, batch, shape, variants)
-        first = stats[next(iter(stats))][0]
-        for name, (median, q1, q3, peak) in stats.items():
+        first = stats[next(iter(stats))].median
+        for name, (median, q1, q3, threads, dtype, peak) in stats.items():
             ratio = f'{median / first:.2f}x' if args.compare else ''
             print(f'{name:<32}{f"{batch}x3x{shape[0]}x{shape[1]}":>15}'
+                  f'{threads:>8}{dtype:>10}'
                   f'{median:>13.1f}{f"{q1:.1f}-{q3:.1f}":>16}'
                   f'{batch / median * 1e3:>9.1f}{ratio:>9}' +
                   (f'{peak:>10.0f} MB peak' if peak is not None else ''))

@@ -2,14 +2,15 @@
 
     python tools/analysis/get_flops.py CONFIG [--shape H [W]]
         [--cfg-options KEY=VALUE ...]
-    python tools/analysis/get_flops.py --all
+    python tools/analysis/get_flops.py --all [--shape H [W]]
 
 One config: the model is built in the config's ``default_scope`` (mmdet,
 mmseg or mmpretrain) and counted at the config's own input size (see
 :func:`emo_mm.config.input_shape`). ``--all``: a table of every config under ``configs/``,
 then the bare EMO and EMOv2 backbones at 224x224 in the papers' classifier
 form, each with the published numbers beside (the EMO paper's; the EMOv2
-authors' README).
+authors' README); ``--shape`` counts every model at that size instead (the
+bare backbones at H x H).
 
 How counting works: :mod:`emo_mm.analysis.complexity` (mmengine's
 ``FlopAnalyzer``, one FLOP = one multiply-add, on ``model(inputs,
@@ -33,8 +34,10 @@ CONFIG_ROOT = osp.join(osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))), 'configs')
 
 
-def print_all(cfg_options: Optional[dict] = None) -> None:
-    """Print the table of every config and of the bare backbones."""
+def print_all(cfg_options: Optional[dict] = None,
+              shape: Optional[list] = None) -> None:
+    """Print the table of every config and of the bare backbones, each at
+    its own input size or all at ``shape``."""
     start = time.time()
     header = (f'{"config":<28}{"input (HxW)":>12}{"params (M)":>12}'
               f'{"aux (M)":>9}{"FLOPs (G)":>11}{"paper params":>14}'
@@ -42,13 +45,13 @@ def print_all(cfg_options: Optional[dict] = None) -> None:
     print(header)
     print('-' * len(header))
     for path in all_configs(CONFIG_ROOT):
-        result = analyze_config(path, cfg_options=cfg_options)
+        result = analyze_config(path, shape, cfg_options)
         stem = osp.splitext(osp.relpath(path, CONFIG_ROOT))[0]
-        shape = '{}x{}'.format(*result['shape'])
+        size = '{}x{}'.format(*result['shape'])
         aux = f'{result["aux_params"] / 1e6:.2f}' \
             if result['aux_params'] else '-'
         paper_params, paper_flops = paper_numbers(path)
-        print(f'{stem:<28}{shape:>12}{result["params"] / 1e6:>12.2f}'
+        print(f'{stem:<28}{size:>12}{result["params"] / 1e6:>12.2f}'
               f'{aux:>9}{result["flops"] / 1e9:>11.3f}'
               f'{paper_params or "-":>14}{paper_flops or "-":>13}',
               flush=True)
@@ -62,13 +65,15 @@ def print_all(cfg_options: Optional[dict] = None) -> None:
           'e.g. SSDLite at 300x300).')
     print()
 
-    header = (f'{"backbone @224x224":<28}{"params (M)":>12}{"FLOPs (M)":>11}'
+    size = shape[0] if shape else 224
+    header = (f'{f"backbone @{size}x{size}":<28}{"params (M)":>12}'
+              f'{"FLOPs (M)":>11}'
               f'{"paper params":>14}{"paper FLOPs":>13}')
     print(header)
     print('-' * len(header))
     for family, backbone in BACKBONES.items():
         for arch in backbone.arch_settings:
-            result = count_backbone(arch, family=family)
+            result = count_backbone(arch, size, family=family)
             paper_params, paper_flops = PAPER.get(
                 f'imagenet/{family.lower()}_{arch}', (None, None))
             name = f'{family}-{arch.upper()}'
@@ -110,8 +115,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.all == bool(args.config):
         parser.error('give either a CONFIG or --all')
-    if args.shape and (len(args.shape) > 2 or args.all):
-        parser.error('--shape takes H W or one size, and not with --all')
+    if args.shape and len(args.shape) > 2:
+        parser.error('--shape takes H W or one size')
     if args.config and not osp.isfile(args.config):
         parser.error(f'config file not found: {args.config}')
     return args
@@ -120,7 +125,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.all:
-        print_all(args.cfg_options)
+        print_all(args.cfg_options, args.shape)
         return
     try:
         result = analyze_config(args.config, args.shape, args.cfg_options)
