@@ -63,8 +63,11 @@ def _sync_bn_worker(rank, world, port, x, queue):
     y = bn(part)
     weights = torch.arange(y.numel(), dtype=y.dtype).view_as(y).sin()
     (y * weights[0:1]).sum().backward()
-    queue.put((rank, y.detach(), part.grad, bn.weight.grad, bn.bias.grad,
-               bn.running_mean, bn.running_var))
+    # As NumPy arrays, sent by value: torch would pass shared-memory file
+    # descriptors that vanish with this process if it exits first.
+    queue.put((rank, *(t.detach().numpy() for t in (
+        y, part.grad, bn.weight.grad, bn.bias.grad, bn.running_mean,
+        bn.running_var))))
     dist.barrier()
     dist.destroy_process_group()
 
@@ -85,7 +88,10 @@ def test_gloo_sync_bn_equals_batch_norm_over_all_processes():
     for p in procs:
         p.start()
     # Bounded waits: a worker that dies or hangs fails the test, not CI.
-    results = sorted(queue.get(timeout=120) for _ in procs)
+    results = sorted((queue.get(timeout=120) for _ in procs),
+                     key=lambda result: result[0])
+    results = [[rank, *map(torch.from_numpy, arrays)]
+               for rank, *arrays in results]
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
