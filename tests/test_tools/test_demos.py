@@ -90,7 +90,9 @@ def test_demo_script_runs_end_to_end(task, family, tmp_path):
     test with pictures and inference, written under EMO_MM_DEMO_DIR; it ends
     saying where the pictures are and what they show. The smoke check
     (every variant, the same in every demo) runs in the first demo only;
-    EMO_MM_DEMO_SMOKE=0 leaves it out of the others."""
+    EMO_MM_DEMO_SMOKE=0 leaves it out of the others. 30-65 s each: the
+    script's four or five processes (smoke, data, train, test, infer) are
+    what a user runs."""
     demo = dict(DEMOS[task])
     if family:  # the EMOv2 config, in its own work dir
         demo['work'] += '_emov2'
