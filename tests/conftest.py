@@ -1,3 +1,5 @@
+import copy
+import functools
 import os
 import os.path as osp
 import subprocess
@@ -308,19 +310,30 @@ def save_authors_checkpoint(state_dict, path, wrap=None, module_prefix=False):
     return str(path)
 
 
+@functools.lru_cache(maxsize=None)
+def _parsed_config(config):
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(REPO_ROOT, 'configs', config))
+
+
+def shipped_config(config):
+    """``configs/<config>``, parsed once per process (mmengine reads all of
+    a codebase's metafiles for each ``mmdet::``-style base: about 0.5 s a
+    config); a copy, so that no test sees another's edits."""
+    return copy.deepcopy(_parsed_config(config))
+
+
 def build_cpu_model(config, **backbone):
     """``configs/<config>``'s model as tests run it on the CPU: BN for SyncBN
     (no process group here), no download of the ImageNet weights, no drop
     path (deterministic losses); ``backbone`` overrides more. Returns
     ``(cfg, model)``."""
-    import copy
     import importlib
 
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     from emo_mm.config import sync_bn_to_bn
-    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', config))
+    cfg = shipped_config(config)
     sync_bn_to_bn(cfg.model)
     cfg.model.backbone.update(init_cfg=None, drop_path_rate=0.0, **backbone)
     init_default_scope(cfg.default_scope)

@@ -10,7 +10,6 @@ __init__.py and trainer/_base_trainer.py) is quoted where it is used.
 """
 import bisect
 import copy
-import functools
 import math
 import os.path as osp
 import re
@@ -18,10 +17,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from mmengine.config import Config
 
 from conftest import (REPO_ROOT, _fixtures_missing, build_cpu_model,
-                      emov2_logged_settings)
+                      emov2_logged_settings, shipped_config)
 
 CONFIGS = ('emov2_1m_in1k.py', 'emov2_2m_in1k.py', 'emov2_5m_in1k.py',
            'emov2_20m_in1k.py', 'emov2_5m_512_in1k.py')
@@ -61,15 +59,9 @@ LOGIT_FIXTURES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
-def _parsed(name):
-    return Config.fromfile(osp.join(REPO_ROOT, 'configs', 'imagenet', name))
-
-
 def config(name):
-    """``configs/imagenet/<name>``, parsed once (about 0.5 s a config); a
-    copy, so that no test sees another's edits."""
-    return copy.deepcopy(_parsed(name))
+    """``configs/imagenet/<name>`` (:func:`conftest.shipped_config`)."""
+    return shipped_config(f'imagenet/{name}')
 
 
 def count_params(model):

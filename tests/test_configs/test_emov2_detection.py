@@ -3,7 +3,6 @@
 recipe of the authors' logged runs, and the parameters they exempt from
 weight decay."""
 import copy
-import functools
 import glob
 import math
 import os.path as osp
@@ -15,12 +14,12 @@ import torch
 import yaml
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
-from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import InstanceData
 
 from conftest import (EMOV2_LOGS, REPO_ROOT, _fixtures_missing,
-                      build_cpu_model, emov2_logged_config)
+                      build_cpu_model, emov2_logged_config,
+                      shipped_config)
 from emo_mm.models import EMOv2
 from emo_mm.models.checkpoint import ours_to_authors
 
@@ -57,16 +56,7 @@ PAPER_BOX_AP = {
 }
 
 
-@functools.lru_cache(maxsize=None)
-def _parsed(config):
-    return Config.fromfile(osp.join(REPO_ROOT, 'configs', config))
-
-
-def load(config):
-    """``configs/<config>``, parsed once (mmengine reads all of mmdet's
-    metafiles for each ``mmdet::`` base: about 0.5 s a config); a copy, so
-    that no test sees another's edits."""
-    return copy.deepcopy(_parsed(config))
+load = shipped_config
 
 
 def test_the_table_covers_sixteen_configs_on_disk():

@@ -2,20 +2,18 @@
 Semantic FPN; 1M/2M/5M/20M): exact parameter counts, a training step on the
 CPU, the authors' recipe as their logs' config dumps record it, and their
 optimizer's no-decay and lr-multiplier sets."""
-import copy
-import functools
 import glob
 import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from conftest import (FIXTURES, REPO_ROOT, _fixtures_missing,
-                      build_cpu_model, emov2_logged_config)
+                      build_cpu_model, emov2_logged_config,
+                      shipped_config)
 from emo_mm.models.checkpoint import ours_to_authors
 
 VARIANTS = ('1m', '2m', '5m', '20m')
@@ -134,16 +132,7 @@ def without_scope(node):
     return node
 
 
-@functools.lru_cache(maxsize=None)
-def _parsed(config):
-    return Config.fromfile(osp.join(REPO_ROOT, 'configs', config))
-
-
-def load(config):
-    """``configs/<config>``, parsed once (mmengine reads all of mmseg's
-    metafiles for each ``mmseg::`` base: about 0.5 s a config); a copy, so
-    that no test sees another's edits."""
-    return copy.deepcopy(_parsed(config))
+load = shipped_config
 
 
 @pytest.mark.parametrize('config', sorted(CONFIGS))

@@ -261,7 +261,9 @@ def test_rerun_repeats_the_run(task, trained, tmp_path):
 def test_test_tool(task, trained, tmp_path):
     """tools/test.py on the run's last checkpoint: metrics in range, the
     model folded, one picture per val image, and the predictions dumped
-    with --out equal to the unfolded model's."""
+    with --out equal to the unfolded model's. 25-35 s: the test run, and a
+    second one for mmdet's TTA (det) or --no-deploy (cls: the runner swaps
+    the EMA weights in, so direct inference cannot compare)."""
     spec, result = TASKS[task], trained(task)
     checkpoint = result['checkpoints'][-1]
     show_dir = tmp_path / 'vis'

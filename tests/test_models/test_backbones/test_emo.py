@@ -162,32 +162,6 @@ def test_frozen_stages_survive_train(frozen_stages):
         assert all(m.training != frozen for m in stage.modules())
 
 
-@pytest.mark.parametrize('frozen_stages', [0, 2])
-def test_frozen_stages_hold_through_a_training_step(frozen_stages):
-    """norm_eval=False: a training step (train mode, backward, SGD over all
-    parameters) leaves the frozen stages' weights and BatchNorm statistics
-    as they were, and changes the other stages' statistics and weights."""
-    torch.manual_seed(0)
-    model = EMO(arch='1m', frozen_stages=frozen_stages,
-                out_indices=(0, 1, 2, 3, 4)).train()
-    before = copy.deepcopy(model.state_dict())
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    sum(o.square().mean()
-        for o in model(torch.randn(2, 3, 64, 64))).backward()
-    optimizer.step()
-    after = model.state_dict()
-    for i, stage in enumerate(model.stages):
-        keys = {f'stages.{i}.{key}' for key in stage.state_dict()}
-        changed = {key for key in keys if not after[key].equal(before[key])}
-        stats = {key for key in keys if key.endswith('running_mean')}
-        params = {f'stages.{i}.{name}' for name, _ in stage.named_parameters()}
-        assert stats and params
-        if i <= frozen_stages:
-            assert not changed, sorted(changed)
-        else:
-            assert stats <= changed and params & changed, i
-
-
 def test_norm_eval_keeps_batchnorm_in_eval():
     model = EMO(arch='1m', norm_eval=True)
     model.train()
@@ -414,24 +388,3 @@ def test_any_input_size(size, batch, windows, channels_last, train):
         sum(o.mean() for o in outs).backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters()
                    if p.grad is not None)
-
-
-@pytest.mark.parametrize('channels_last', [False, True])
-def test_bf16_autocast_close_to_fp32(channels_last):
-    torch.manual_seed(0)
-    model = EMO(arch='1m', out_indices=(0, 1, 2, 3, 4),
-                channels_last=channels_last).eval()
-    x = torch.randn(2, 3, 97, 131)
-    with torch.no_grad():
-        reference = model(x)
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            outs = model(x)
-    assert len(outs) == len(reference) == 5
-    for i, (out, ref) in enumerate(zip(outs, reference)):
-        assert out.dtype == torch.bfloat16  # autocast really ran in bf16
-        out = out.float()
-        assert torch.isfinite(out).all()
-        error = ((out - ref).norm() / ref.norm()).item()
-        # bf16 keeps 8 bits of mantissa (~0.4% per rounding); through
-        # 17 blocks the stage outputs stay within a few percent.
-        assert error < 0.05, f'stage {i}: relative error {error:.3f}'

@@ -1,22 +1,23 @@
-"""EMOv2 under CPU autocast to bfloat16 (test_emo.py checks EMO): it runs
-in bf16, and its outputs (eval), and its outputs and gradients (train), stay
-close to float32. LayerScales of 0.3-0.7 as after training: the initial 1e-6
-would hide every block, and the comparison with it.
+"""EMO and EMOv2 under CPU autocast to bfloat16: they run in bf16, and
+their outputs (eval), and EMOv2's outputs and gradients (train), stay close
+to float32. Random BN statistics and, in EMOv2, LayerScales of 0.3-0.7 as
+after training: the initial 1e-6 would hide every block, and the comparison
+with it.
 
-The stem's output is bf16; the stages' are float32: a block's bf16 output
-times its float32 LayerScale is promoted (elementwise ops do not autocast),
-and the next convolution casts back to bf16."""
+EMO's outputs are bf16. EMOv2's stem output is bf16, its stages' float32: a
+block's bf16 output times its float32 LayerScale is promoted (elementwise
+ops do not autocast), and the next convolution casts back to bf16."""
 import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from emo_mm.models import EMOv2
+from emo_mm.models import EMO, EMOv2
 from emo_mm.models.backbones.emov2 import I2RMB
 
 
-def trained_like(**kwargs):
+def trained_like(backbone=EMOv2, **kwargs):
     torch.manual_seed(0)
-    model = EMOv2(arch='1m', out_indices=(0, 1, 2, 3, 4), **kwargs)
+    model = backbone(arch='1m', out_indices=(0, 1, 2, 3, 4), **kwargs)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, I2RMB):
@@ -36,8 +37,9 @@ def relative_error(out, ref, i):
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_bf16_autocast_close_to_fp32(channels_last):
-    model = trained_like(channels_last=channels_last).eval()
+@pytest.mark.parametrize('backbone', [EMO, EMOv2])
+def test_bf16_autocast_close_to_fp32(backbone, channels_last):
+    model = trained_like(backbone, channels_last=channels_last).eval()
     x = torch.randn(2, 3, 97, 131)
     with torch.no_grad():
         reference = model(x)
@@ -45,6 +47,8 @@ def test_bf16_autocast_close_to_fp32(channels_last):
             outs = model(x)
     assert len(outs) == len(reference) == 5
     assert outs[0].dtype == torch.bfloat16
+    if backbone is EMO:  # no LayerScale: every stage ends in bf16
+        assert all(out.dtype == torch.bfloat16 for out in outs)
     for i, (out, ref) in enumerate(zip(outs, reference)):
         error = relative_error(out, ref, i)
         # bf16 keeps 8 bits of mantissa (0.4% per rounding): measured
