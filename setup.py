@@ -28,7 +28,8 @@ def read_requirements(name):
 setup(
     name='emo_mm',
     version=read_version(),
-    description='EMO (ICCV 2023) backbones for OpenMMLab 2.0: mmdet, mmseg, mmpretrain',
+    description=('EMO (ICCV 2023) and EMOv2 (TPAMI 2025) backbones for '
+                 'OpenMMLab 2.0: mmdet, mmseg, mmpretrain'),
     long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read()
     if osp.exists(osp.join(osp.dirname(__file__), 'README.md')) else '',
     long_description_content_type='text/markdown',

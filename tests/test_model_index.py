@@ -4,7 +4,10 @@ model-index.yml and configs/*/metafile.yml follow OpenMMLab's model-index
 format; their paths (Config, README) are relative to the repository root.
 Their parameter counts are those that tests/test_configs assert for the
 built models (read from there, not built again); their FLOPs are the
-folders' READMEs', three of them counted again here.
+folders' READMEs', three of them counted again here. Only the ImageNet
+entries have Weights (the authors' released classifiers); a detection or
+segmentation entry, of which no trained model was released, names the
+ImageNet checkpoint its backbone starts from as Metadata.Backbone Weights.
 """
 import glob
 import importlib.util
@@ -15,6 +18,7 @@ import sys
 
 import pytest
 import yaml
+from conftest import shipped_config
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TESTS = osp.join(REPO_ROOT, 'tests')
@@ -22,6 +26,9 @@ TESTS = osp.join(REPO_ROOT, 'tests')
 NOT_IN_ZOO = ('demo', '_base_')
 README_MAX_LINES = 200
 NO_RESULT = 'configs/imagenet/emov2_20m_in1k.py'
+# The folder of the released classifiers; every other entry is a detector or
+# segmentor trained from them.
+CLASSIFIERS = 'configs/imagenet/'
 
 
 def _load_yaml(path):
@@ -161,7 +168,12 @@ def test_models_are_complete():
             results = model['Results']
             assert results and all(r['Task'] and r['Dataset']
                                    and r['Metrics'] for r in results), name
-        if 'Weights' in model or not no_release:
+        if not model['Config'].startswith(CLASSIFIERS):
+            # No trained detector or segmentor was released: a Weights here
+            # would hand model-index readers (mim, mmpretrain's ModelHub) a
+            # backbone checkpoint as if it were the trained model.
+            assert 'Weights' not in model, name
+        elif 'Weights' in model or not no_release:
             assert str(model['Weights']).startswith('https://'), name
 
 
@@ -185,6 +197,51 @@ def test_numbers_are_the_readmes():
             metadata = model['Metadata']
             assert table.get(name) == (metadata['Parameters'],
                                        metadata['FLOPs']), model['Config']
+
+
+def _readme_rows(readme):
+    """``{config file name: its table row}`` of a README's tables."""
+    rows = {}
+    with open(osp.join(REPO_ROOT, readme)) as f:
+        for line in f:
+            link = re.search(r'\]\(([^)/]+\.py)\)', line)
+            if line.startswith('|') and link:
+                rows[link.group(1)] = line
+    return rows
+
+
+DENSE_CONFIGS = sorted(model['Config'] for model in _models()
+                       if not model['Config'].startswith(CLASSIFIERS))
+
+
+@pytest.mark.parametrize('config', DENSE_CONFIGS)
+def test_dense_entries_name_the_checkpoint_their_backbone_starts_from(config):
+    """A detection or segmentation entry's Backbone Weights is the
+    checkpoint that its config's backbone ``init_cfg`` loads (absent where
+    the config has none: EMOv2-20M), that checkpoint is the Weights of the
+    released ImageNet classifier of the same family and variant, and the
+    folder's README table names it in the config's row."""
+    model, = [m for m in _models() if m['Config'] == config]
+    init_cfg = shipped_config(config[len('configs/'):]).model.backbone.get(
+        'init_cfg')
+    expected = init_cfg['checkpoint'] if init_cfg else None
+    assert model['Metadata'].get('Backbone Weights') == expected
+    row = _readme_rows(osp.join(osp.dirname(config), 'README.md'))[
+        osp.basename(config)]
+    if expected is None:
+        assert osp.basename(config).startswith('emov2_20m_')
+        assert 'none released' in row
+        return
+    classifiers = {
+        m['Weights'] for m in _models()
+        if m['Config'].startswith(CLASSIFIERS) and 'Weights' in m
+    }
+    assert expected in classifiers
+    # The same variant: EMO_5M/net.pth, EMOv2_5M_224.pth for *_5m_* configs.
+    variant = re.match(r'emo(?:v2)?_(\d+m)_', osp.basename(config)).group(1)
+    assert f'_{variant.upper()}' in expected
+    assert ('EMOv2' in expected) == osp.basename(config).startswith('emov2')
+    assert f']({expected})' in row
 
 
 @pytest.mark.parametrize('config', [

@@ -94,6 +94,34 @@ def test_setup_declares_ranges_that_hold_the_lock(declared):
     assert exact_version(lock['mmcv']) is not None
 
 
+def test_the_lock_pins_the_whole_environment():
+    """Every distribution in the bootstrap's environment is pinned in the
+    lock at the version installed (pip itself comes with the venv, emo_mm
+    is the checkout)."""
+    import sys
+    import sysconfig
+    from importlib import metadata
+    if not osp.isfile(osp.join(sys.prefix, '.emo_mm_stamp')):
+        pytest.skip(f'{sys.prefix} is not an environment of '
+                    'tools/bootstrap.sh')
+    lock = {name: exact_version(req)
+            for name, req in read_pins('constraints.txt').items()}
+    # Only site-packages: setuptools puts its vendored copies on sys.path.
+    paths = sorted({sysconfig.get_path('purelib'),
+                    sysconfig.get_path('platlib')})
+    installed = {
+        canonicalize_name(d.metadata['Name']): Version(d.version)
+        for d in metadata.distributions(path=paths)
+    }
+    unpinned = {name: version for name, version in installed.items()
+                if name not in ('pip', 'emo-mm') and lock.get(name) != version}
+    assert not unpinned, \
+        f'installed but not pinned at this version: {unpinned}'
+    # Exact pins only: a range would let two machines differ.
+    loose = [name for name, version in lock.items() if version is None]
+    assert not loose, loose
+
+
 def test_lower_bounds_are_the_oldest_versions(declared):
     """Each ``>=`` bound of install_requires is the version check_oldest.sh
     installs, and those versions satisfy the whole range."""
@@ -168,3 +196,23 @@ def test_oldest_versions_pass_the_backbone_tests():
     else:
         assert proven['test_parity_with_authors_model'] >= 6, proven
     assert all(proven.values()), proven
+
+
+def test_bootstrap_stops_before_the_mmcv_build_without_a_compiler(tmp_path):
+    """Without a C++20 compiler bootstrap.sh says what to install before
+    the 25-minute mmcv build starts (a stand-in python answers the pip and
+    torch steps; the wheel cache is empty)."""
+    venv = tmp_path / 'venv'
+    (venv / 'bin').mkdir(parents=True)
+    python = venv / 'bin' / 'python'
+    python.write_text('#!/bin/sh\n')
+    python.chmod(0o755)
+    env = dict(os.environ, EMO_MM_VENV=str(venv), CXX='no-such-c++',
+               EMO_MM_WHEEL_CACHE=str(tmp_path / 'wheels'))
+    proc = run_command(['bash', 'tools/bootstrap.sh'], env=env, check=False)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1] == (
+        '[bootstrap] error: no C++20 compiler (no-such-c++) to build mmcv '
+        '2.1.0: install g++ >= 10 (e.g. apt install g++) or set CXX')
+    assert 'building mmcv' not in proc.stdout
+    assert not (tmp_path / 'wheels').exists()

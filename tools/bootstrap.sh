@@ -60,6 +60,12 @@ build_mmcv_wheel() {
     local work
     work=$(mktemp -d)
     trap 'rm -rf "$work"' RETURN
+    # torch's extension builder calls ${CXX:-c++}; find out now, not 20 minutes in.
+    if ! echo 'int main() { return 0; }' |
+            "${CXX:-c++}" -std=c++20 -x c++ -o "$work/cxx_check" - 2>/dev/null; then
+        log "error: no C++20 compiler (${CXX:-c++}) to build mmcv $MMCV_VERSION: install g++ >= 10 (e.g. apt install g++) or set CXX"
+        exit 1
+    fi
     log "building mmcv $MMCV_VERSION against torch $TORCH_VERSION (about 25 minutes on 2 cores)"
     quiet_pip download --disable-pip-version-check -q --no-cache-dir --no-deps \
         --no-binary :all: --no-build-isolation -d "$work" "mmcv==$MMCV_VERSION"

@@ -4,7 +4,8 @@
 #   det (default): SSDLite-EMO-1M on generated shapes (COCO format);
 #   seg:           DeepLabV3-EMO-1M on generated outdoor scenes (ADE20K format);
 #   cls:           EMO-1M classifier on generated shapes (ImageNet format);
-#   emov2:         the same with EMOv2-1M (configs/demo/*emov2*).
+#   emov2:         the same with EMOv2-1M (configs/demo/*emov2*); alone, the
+#                  detection demo.
 # Steps:
 #   1. set up .venv (tools/bootstrap.sh, idempotent);
 #   2. check every EMO and EMOv2 variant (tools/smoke.py: params, FLOPs, feature shapes, the
@@ -28,7 +29,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 OUT=${EMO_MM_DEMO_DIR:-$ROOT}
 TASK=det
-if [[ $# -gt 0 && $1 != -* ]]; then
+if [[ $# -gt 0 && $1 != -* && $1 != emov2 ]]; then
     TASK=$1
     shift
 fi
@@ -64,7 +65,7 @@ case $TASK in
         METRICS='accuracy/top1 and top5 above (EMA and *_origin: raw weights)'
         SHOWS='each val image enlarged to 256 px, with its true and predicted class';;
     *)
-        echo "error: unknown demo '$TASK'; expected 'det', 'seg' or 'cls'" >&2
+        echo "error: unknown demo '$TASK'; expected 'det', 'seg' or 'cls', then optionally 'emov2'" >&2
         exit 2;;
 esac
 if [[ $# -gt 0 && $1 == emov2 ]]; then

@@ -1,6 +1,7 @@
 # DeepLabV3 with EMO-1M on ADE20K, 512x512 crops, 80k iterations: the authors'
 # recipe (shared reference log DeepLabv3_EMO_1M: 33.5 mIoU on 8 GPUs x 4 images).
 _base_ = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-80k_ade20k-512x512.py'
+work_dir = './work_dirs/deeplabv3/emo_1m_ade20k'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 # Override with --cfg-options model.backbone.init_cfg.checkpoint=/path/net.pth

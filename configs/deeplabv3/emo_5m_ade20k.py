@@ -1,5 +1,6 @@
 # DeepLabV3 with EMO-5M on ADE20K (authors: 37.8 mIoU), window 16.
 _base_ = './emo_1m_ade20k.py'
+work_dir = './work_dirs/deeplabv3/emo_5m_ade20k'
 
 pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_5M/net.pth'
 model = dict(

@@ -2,6 +2,7 @@
 # authors' recipe (their log DeeLabv3_1M_20240601_154452: 34.57 mIoU, 4 GPUs
 # x 8 images).
 _base_ = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-80k_ade20k-512x512.py'
+work_dir = './work_dirs/deeplabv3/emov2_1m_ade20k'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 # The released ImageNet weights (the authors' runs load the same network as

@@ -1,5 +1,6 @@
 # DeepLabV3 with EMOv2-5M on ADE20K (authors: 39.8 mIoU).
 _base_ = './emov2_1m_ade20k.py'
+work_dir = './work_dirs/deeplabv3/emov2_5m_ade20k'
 
 pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
               'EMOv2_5M_224.pth')

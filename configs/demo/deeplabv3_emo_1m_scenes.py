@@ -6,6 +6,7 @@
 # nine classes the scenes contain, the ADE20K scales shrunk from 512 to 180
 # px (the scenes' height) with 160x160 crops, and a higher learning rate.
 _base_ = '../deeplabv3/emo_1m_ade20k.py'
+work_dir = './work_dirs/demo/deeplabv3_emo_1m_scenes'
 
 data_root = 'data/scenes_ade20k/'
 # Selecting classes by name makes ADE20KDataset map their ADE20K ids to

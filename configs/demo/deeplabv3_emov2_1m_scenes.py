@@ -3,6 +3,7 @@
 # the backbone is the EMO demo's; the backbone is the authors' segmentation
 # EMOv2, with LayerNorm2d + GELU after its depthwise convs.
 _base_ = './deeplabv3_emo_1m_scenes.py'
+work_dir = './work_dirs/demo/deeplabv3_emov2_1m_scenes'
 
 model = dict(
     backbone=dict(

@@ -6,6 +6,7 @@
 # that follows within ~50 steps, a short schedule, and no RandAugment (it
 # kept 300 steps at chance level here).
 _base_ = '../imagenet/emo_1m_in1k.py'
+work_dir = './work_dirs/demo/emo_1m_shapes_cls'
 
 data_root = 'data/shapes_imagenet'
 metainfo = dict(classes=('circle', 'ring', 'square', 'bar', 'triangle',

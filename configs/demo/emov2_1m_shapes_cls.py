@@ -2,6 +2,7 @@
 # generated shapes (tools/misc/make_demo_imagenet.py), on a CPU. Everything
 # but the backbone is the EMO demo's.
 _base_ = './emo_1m_shapes_cls.py'
+work_dir = './work_dirs/demo/emov2_1m_shapes_cls'
 
 model = dict(
     backbone=dict(

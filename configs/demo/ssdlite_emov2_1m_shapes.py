@@ -1,9 +1,13 @@
 # The detection demo with EMOv2-1M: SSDLite trained from scratch on the
 # generated shapes (tools/misc/make_demo_coco.py), on a CPU. Everything but
 # the backbone is the EMO demo's. EMOv2 needs no identity start for its
-# attention (EMO's zero_init_attn_proj): each block's LayerScale starts at
-# 1e-6, so every block begins as the identity anyway.
+# attention (EMO's zero_init_attn_proj): each residual block's LayerScale
+# starts at 1e-6, so it begins as the identity anyway. The first block of
+# each stage has no skip, though, and at 1e-6 its LayerScale would scale
+# the whole stage output down: it starts at 1.0 (docs/demos.md, 'Training
+# the detectors from scratch').
 _base_ = './ssdlite_emo_1m_shapes.py'
+work_dir = './work_dirs/demo/ssdlite_emov2_1m_shapes'
 
 model = dict(
     backbone=dict(
@@ -12,6 +16,7 @@ model = dict(
         arch='1m',
         out_indices=(3, 4),
         window_size=10,  # as in the authors' downstream configs
+        downsample_layer_scale_init=1.0,
         norm_cfg=dict(type='BN'),
         channels_last=True,
         init_cfg=None),

@@ -7,6 +7,7 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
+work_dir = './work_dirs/imagenet/emov2_1m_in1k'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 model = dict(

@@ -6,6 +6,7 @@
 #   python tools/test.py configs/imagenet/emov2_5m_512_in1k.py \
 #       EMOv2_5M_512_KD.pth
 _base_ = './emov2_5m_in1k.py'
+work_dir = './work_dirs/imagenet/emov2_5m_512_in1k'
 
 model = dict(backbone=dict(window_size=8))
 

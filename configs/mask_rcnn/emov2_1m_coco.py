@@ -2,6 +2,7 @@
 # authors' recipe (their run MaskRCNN_1M: 37.1 bbox / 35.0 mask mAP on 4 GPUs x
 # 4 images).
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+work_dir = './work_dirs/mask_rcnn/emov2_1m_coco'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 # Override with --cfg-options model.backbone.init_cfg.checkpoint=/path/x.pth

@@ -1,5 +1,6 @@
 # Mask R-CNN with EMOv2-20M on COCO2017 (authors: 44.2 bbox / 40.6 mask mAP).
 _base_ = './emov2_1m_coco.py'
+work_dir = './work_dirs/mask_rcnn/emov2_20m_coco'
 
 pretrained = None  # see init_cfg below
 model = dict(

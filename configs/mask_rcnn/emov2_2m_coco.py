@@ -1,5 +1,6 @@
 # Mask R-CNN with EMOv2-2M on COCO2017 (authors: 39.5 bbox / 36.9 mask mAP).
 _base_ = './emov2_1m_coco.py'
+work_dir = './work_dirs/mask_rcnn/emov2_2m_coco'
 
 pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
               'EMOv2_2M_224.pth')

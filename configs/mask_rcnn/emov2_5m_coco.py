@@ -1,5 +1,6 @@
 # Mask R-CNN with EMOv2-5M on COCO2017 (authors: 42.3 bbox / 39.0 mask mAP).
 _base_ = './emov2_1m_coco.py'
+work_dir = './work_dirs/mask_rcnn/emov2_5m_coco'
 
 pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
               'EMOv2_5M_224.pth')

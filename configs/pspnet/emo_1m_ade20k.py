@@ -2,6 +2,7 @@
 # recipe (shared reference log PSPNet_EMO_1M: 33.2 mIoU on 8 GPUs x 4 images).
 # Everything but the decode head is the DeepLabV3 recipe.
 _base_ = '../deeplabv3/emo_1m_ade20k.py'
+work_dir = './work_dirs/pspnet/emo_1m_ade20k'
 
 model = dict(
     decode_head=dict(

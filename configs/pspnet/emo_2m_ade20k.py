@@ -1,5 +1,6 @@
 # PSPNet with EMO-2M on ADE20K (authors: 34.5 mIoU).
 _base_ = './emo_1m_ade20k.py'
+work_dir = './work_dirs/pspnet/emo_2m_ade20k'
 
 pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_2M/net.pth'
 model = dict(

@@ -1,5 +1,6 @@
 # PSPNet with EMO-5M on ADE20K (authors: 38.2 mIoU), window 16.
 _base_ = './emo_1m_ade20k.py'
+work_dir = './work_dirs/pspnet/emo_5m_ade20k'
 
 pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_5M/net.pth'
 model = dict(

@@ -3,6 +3,7 @@
 # images). Everything but the decode head is the DeepLabV3 recipe, in their
 # config dumps as here.
 _base_ = '../deeplabv3/emov2_1m_ade20k.py'
+work_dir = './work_dirs/pspnet/emov2_1m_ade20k'
 
 model = dict(
     decode_head=dict(

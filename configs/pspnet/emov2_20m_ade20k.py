@@ -1,5 +1,6 @@
 # PSPNet with EMOv2-20M on ADE20K (authors: 43.4 mIoU).
 _base_ = './emov2_1m_ade20k.py'
+work_dir = './work_dirs/pspnet/emov2_20m_ade20k'
 
 pretrained = None  # see init_cfg below
 model = dict(

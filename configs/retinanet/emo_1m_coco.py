@@ -2,6 +2,7 @@
 # authors' recipe (shared reference log RetinaNet_EMO_1M: 34.4 bbox mAP on
 # 8 GPUs x 4 images).
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+work_dir = './work_dirs/retinanet/emo_1m_coco'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 # Override with --cfg-options model.backbone.init_cfg.checkpoint=/path/net.pth

@@ -1,5 +1,6 @@
 # RetinaNet with EMO-5M on COCO2017 (authors: 38.9 bbox mAP); window 10 here.
 _base_ = './emo_1m_coco.py'
+work_dir = './work_dirs/retinanet/emo_5m_coco'
 
 pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_5M/net.pth'
 model = dict(

@@ -1,6 +1,7 @@
 # RetinaNet with EMOv2-1M and FPN on COCO2017, 1x schedule, 1333x800: the
 # authors' recipe (their run RetinaNet_1M: 36.9 bbox mAP on 4 GPUs x 4 images).
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+work_dir = './work_dirs/retinanet/emov2_1m_coco'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 # Override with --cfg-options model.backbone.init_cfg.checkpoint=/path/x.pth

@@ -1,5 +1,6 @@
 # RetinaNet with EMOv2-20M on COCO2017 (authors: 43.8 bbox mAP).
 _base_ = './emov2_1m_coco.py'
+work_dir = './work_dirs/retinanet/emov2_20m_coco'
 
 pretrained = None  # see init_cfg below
 model = dict(

@@ -1,5 +1,6 @@
 # RetinaNet with EMOv2-5M on COCO2017 (authors: 41.5 bbox mAP).
 _base_ = './emov2_1m_coco.py'
+work_dir = './work_dirs/retinanet/emov2_5m_coco'
 
 pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
               'EMOv2_5M_224.pth')

@@ -2,6 +2,7 @@
 # iterations: the authors' recipe (their log SegFormer_1M_20240603_152903:
 # 36.97 mIoU, 4 GPUs x 8 images).
 _base_ = 'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py'
+work_dir = './work_dirs/segformer/emov2_1m_ade20k'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 # The released ImageNet weights (the authors' runs load the same network as

@@ -1,5 +1,6 @@
 # SegFormer's head with EMOv2-20M on ADE20K (authors: 47.3 mIoU).
 _base_ = './emov2_1m_ade20k.py'
+work_dir = './work_dirs/segformer/emov2_20m_ade20k'
 
 pretrained = None  # see init_cfg below
 model = dict(

@@ -1,5 +1,6 @@
 # SegFormer's head with EMOv2-5M on ADE20K (authors: 43.0 mIoU).
 _base_ = './emov2_1m_ade20k.py'
+work_dir = './work_dirs/segformer/emov2_5m_ade20k'
 
 pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
               'EMOv2_5M_224.pth')

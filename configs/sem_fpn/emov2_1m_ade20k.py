@@ -2,6 +2,7 @@
 # authors' recipe (their log FPN_1M_20240607_225438: 37.10 mIoU, 4 GPUs x 8
 # images).
 _base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'
+work_dir = './work_dirs/sem_fpn/emov2_1m_ade20k'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 # The released ImageNet weights (the authors' runs load the same network as

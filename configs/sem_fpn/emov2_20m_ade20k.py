@@ -1,5 +1,6 @@
 # Semantic FPN with EMOv2-20M on ADE20K (authors: 46.8 mIoU).
 _base_ = './emov2_1m_ade20k.py'
+work_dir = './work_dirs/sem_fpn/emov2_20m_ade20k'
 
 pretrained = None  # see init_cfg below
 model = dict(

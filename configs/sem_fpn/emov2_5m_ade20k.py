@@ -1,5 +1,6 @@
 # Semantic FPN with EMOv2-5M on ADE20K (authors: 42.4 mIoU; their log: 42.26).
 _base_ = './emov2_1m_ade20k.py'
+work_dir = './work_dirs/sem_fpn/emov2_5m_ade20k'
 
 pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
               'EMOv2_5M_224.pth')

@@ -1,6 +1,7 @@
 # SSDLite with EMO-1M on COCO2017, 320x320: the authors' recipe
 # (shared reference log SSDLite_EMO_1M: 22.0 bbox mAP on 8 GPUs x 24 images).
 _base_ = 'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'
+work_dir = './work_dirs/ssdlite/emo_1m_coco'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 # Override with --cfg-options model.backbone.init_cfg.checkpoint=/path/net.pth

@@ -1,5 +1,6 @@
 # SSDLite with EMO-2M on COCO2017 (authors: 25.2 bbox mAP).
 _base_ = './emo_1m_coco.py'
+work_dir = './work_dirs/ssdlite/emo_2m_coco'
 
 pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_2M/net.pth'
 model = dict(

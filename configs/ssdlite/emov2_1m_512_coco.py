@@ -1,6 +1,7 @@
 # SSDLite with EMOv2-1M on COCO2017, 512x512: the 320 recipe with 512x512
 # images (the authors' run SSDLite_1M_512: 26.6 bbox mAP on 8 GPUs x 24).
 _base_ = './emov2_1m_coco.py'
+work_dir = './work_dirs/ssdlite/emov2_1m_512_coco'
 
 # Only the Resize of the pipelines changes. The anchors stay the 320 ones
 # (strides 16-320, sizes 48-320), as in the authors' runs: their 512 configs

@@ -1,5 +1,6 @@
 # SSDLite with EMOv2-20M on COCO2017, 512x512 (authors: 38.3 bbox mAP).
 _base_ = './emov2_1m_512_coco.py'
+work_dir = './work_dirs/ssdlite/emov2_20m_512_coco'
 
 pretrained = None  # see init_cfg below
 model = dict(

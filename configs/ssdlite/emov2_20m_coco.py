@@ -1,5 +1,6 @@
 # SSDLite with EMOv2-20M on COCO2017, 320x320 (authors: 33.1 bbox mAP).
 _base_ = './emov2_1m_coco.py'
+work_dir = './work_dirs/ssdlite/emov2_20m_coco'
 
 pretrained = None  # see init_cfg below
 model = dict(

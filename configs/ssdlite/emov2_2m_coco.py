@@ -1,5 +1,6 @@
 # SSDLite with EMOv2-2M on COCO2017, 320x320 (authors: 26.0 bbox mAP).
 _base_ = './emov2_1m_coco.py'
+work_dir = './work_dirs/ssdlite/emov2_2m_coco'
 
 pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
               'EMOv2_2M_224.pth')

@@ -1,5 +1,6 @@
 # SSDLite with EMOv2-5M on COCO2017, 320x320 (authors: 29.6 bbox mAP).
 _base_ = './emov2_1m_coco.py'
+work_dir = './work_dirs/ssdlite/emov2_5m_coco'
 
 pretrained = ('https://github.com/zhangzjn/EMOv2/raw/main/resources/Cls/'
               'EMOv2_5M_224.pth')

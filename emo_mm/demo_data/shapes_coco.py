@@ -186,7 +186,7 @@ def _make_image(rng, image_size, first_label):
     return img, objects
 
 
-def make_shapes_coco(root, num_train=400, num_val=80, image_size=320, seed=0):
+def make_shapes_coco(root, num_train=1600, num_val=80, image_size=320, seed=0):
     """Write a synthetic shapes detection data set in COCO format.
 
     Layout::
@@ -204,7 +204,7 @@ def make_shapes_coco(root, num_train=400, num_val=80, image_size=320, seed=0):
 
     Args:
         root (str): Output folder, created if missing.
-        num_train (int): Number of training images. Defaults to 400.
+        num_train (int): Number of training images. Defaults to 1600.
         num_val (int): Number of validation images. Defaults to 80.
         image_size (int): Nominal image side in pixels; object sizes scale
             with it. Defaults to 320 (SSDLite's input).

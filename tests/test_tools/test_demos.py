@@ -139,3 +139,49 @@ def test_demo_script_runs_end_to_end(task, family, tmp_path):
     assert {'det': 'the boxes scoring >= 0.3', 'seg': 'legend of the nine '
             'classes', 'cls': 'true and predicted class'}[task] in shows
     assert f'demo: and {work}/infer/vis/: tools/infer.py on ' in out
+
+
+@pytest.mark.parametrize('args,config,work', [
+    ([], 'ssdlite_emo_1m_shapes.py', 'demo_ssdlite'),
+    (['emov2'], 'ssdlite_emov2_1m_shapes.py', 'demo_ssdlite_emov2'),
+    (['det', 'emov2'], 'ssdlite_emov2_1m_shapes.py', 'demo_ssdlite_emov2'),
+    (['seg'], 'deeplabv3_emo_1m_scenes.py', 'demo_deeplabv3'),
+    (['cls', 'emov2'], 'emov2_1m_shapes_cls.py', 'demo_cls_emov2'),
+])
+def test_demo_arguments_pick_the_config(args, config, work, tmp_path):
+    """What the README shows is what tools/demo.sh accepts: each form
+    trains its config into its own work dir. The script runs with a
+    stand-in python that records the training command and stops there."""
+    venv = tmp_path / 'venv'
+    (venv / 'bin').mkdir(parents=True)
+    # bootstrap.sh returns at once for an environment stamped as current
+    # (its stamp_of).
+    stamp = run_command(['bash', '-c', 'cat tools/bootstrap.sh setup.py '
+                         'requirements/*.txt | sha256sum | cut -d" " -f1'])
+    (venv / '.emo_mm_stamp').write_text(stamp.stdout)
+    calls = tmp_path / 'calls.txt'
+    python = venv / 'bin' / 'python'
+    python.write_text('#!/bin/sh\n'
+                      f'echo "$@" >> {calls}\n'
+                      'case "$1" in tools/train.py) exit 3;; esac\n')
+    python.chmod(0o755)
+    env = dict(os.environ, EMO_MM_VENV=str(venv),
+               EMO_MM_DEMO_DIR=str(tmp_path), EMO_MM_DEMO_SMOKE='0')
+    result = run_command(['bash', 'tools/demo.sh', *args], env=env,
+                         check=False)
+    assert result.returncode == 3, result.stdout
+    train = calls.read_text().splitlines()[-1].split()
+    assert train[:2] == ['tools/train.py', f'configs/demo/{config}']
+    work_dir = train[train.index('--work-dir') + 1]
+    assert osp.dirname(work_dir) == str(tmp_path / 'work_dirs' / work)
+
+
+def test_demo_refuses_an_unknown_task(tmp_path):
+    env = dict(os.environ, EMO_MM_DEMO_DIR=str(tmp_path))
+    result = run_command(['bash', 'tools/demo.sh', 'emo2'], env=env,
+                         check=False)
+    assert result.returncode == 2
+    assert result.stdout.strip() == (
+        "error: unknown demo 'emo2'; expected 'det', 'seg' or 'cls', "
+        "then optionally 'emov2'")
+    assert not (tmp_path / 'work_dirs').exists()

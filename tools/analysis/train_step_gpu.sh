@@ -7,11 +7,12 @@
 #
 #     bash tools/analysis/train_step_gpu.sh [REPEAT]
 #
-# What the authors logged: EMO (issue 18, A100-40GB) SSDLite-EMO-5M 0.250
-# s/iter and 6.5 GB, DeepLabV3-EMO-5M about 0.35 s/iter and 6.1 GB; EMOv2
-# (../shared/reference/emov2_training_logs, L40S) SSDLite-EMOv2-5M 0.258 s/iter
-# and 5.7 GB, DeepLabV3-EMOv2-5M 0.557 s/iter and 10.2 GB. Their times include
-# data loading and the SyncBN exchange between GPUs; a step here does not.
+# What the authors logged: EMO (zhangzjn/EMO resources/*_EMO_5M/*.log,
+# A100-40GB) SSDLite-EMO-5M 0.250 s/iter and 6.5 GB, DeepLabV3-EMO-5M about
+# 0.35 s/iter and 6.1 GB; EMOv2 (zhangzjn/EMOv2 resources/Det, resources/Seg,
+# L40S) SSDLite-EMOv2-5M 0.258 s/iter and 5.7 GB, DeepLabV3-EMOv2-5M 0.557
+# s/iter and 10.2 GB. Their times include data loading and the SyncBN exchange
+# between GPUs; a step here does not.
 # mmdet needs mmcv's compiled ops for this Python and torch (tools/bootstrap.sh
 # builds them; CPU ops are enough: neither step runs an mmcv CUDA op).
 set -euo pipefail

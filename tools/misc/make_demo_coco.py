@@ -1,6 +1,6 @@
 """Write the synthetic shapes detection data set (COCO format) for the demo.
 
-    python tools/misc/make_demo_coco.py data/shapes [--num-train 400]
+    python tools/misc/make_demo_coco.py data/shapes [--num-train 1600]
         [--num-val 80] [--seed 0] [--force]
 
 The images and annotations come from
@@ -16,7 +16,7 @@ from collections import Counter
 from emo_mm.demo_data import demo_data_main, make_shapes_coco
 
 # The sizes written without options (--num-... to change them).
-COUNTS = dict(num_train=400, num_val=80)
+COUNTS = dict(num_train=1600, num_val=80)
 
 
 def report(args, metainfo):

@@ -234,6 +234,14 @@ class EMOv2(EMOBackbone):
             Defaults to ``dict(type='SiLU')``.
         layer_scale_init (float): Initial LayerScale of every block.
             Defaults to 1e-6.
+        downsample_layer_scale_init (float, optional): For training from
+            scratch: the initial LayerScale of each stage's first block,
+            which has no skip, so that ``layer_scale_init`` scales the whole
+            stage output. With the default 1e-6 the stride-8 to stride-32
+            outputs of a fresh model are 1e-7 to 1e-13 of the input's scale,
+            far below a detection neck's norm eps; 1.0 starts them at the
+            input's scale. None uses ``layer_scale_init``, as the authors
+            do (their models start from ImageNet weights). Defaults to None.
         final_norm (bool): Apply the last stage's LayerNorm to the stride-32
             output, as the authors' classifier does before pooling.
             Defaults to False.
@@ -291,6 +299,7 @@ class EMOv2(EMOBackbone):
                  dw_norm_cfg: Optional[dict] = None,
                  dw_act_cfg: dict = dict(type='SiLU'),
                  layer_scale_init: float = 1e-6,
+                 downsample_layer_scale_init: Optional[float] = None,
                  final_norm: bool = False,
                  fused_attn: bool = True,
                  channels_last: bool = False,
@@ -322,6 +331,8 @@ class EMOv2(EMOBackbone):
                 nn.Conv2d(stem_channels, stem_channels, 1, bias=False))
         self.stages = nn.ModuleList([stem])
 
+        if downsample_layer_scale_init is None:
+            downsample_layer_scale_init = layer_scale_init
         depths = arch['depths']
         in_ch = stem_channels
         for i, depth in enumerate(depths):
@@ -346,7 +357,8 @@ class EMOv2(EMOBackbone):
                         window_size=self.window_sizes[i],
                         drop_path_rate=self.drop_path_rates[sum(depths[:i]) +
                                                             j],
-                        layer_scale_init=layer_scale_init,
+                        layer_scale_init=(downsample_layer_scale_init
+                                          if first else layer_scale_init),
                         fused_attn=fused_attn))
                 in_ch = arch['channels'][i]
             self.stages.append(nn.Sequential(*blocks))

@@ -248,6 +248,29 @@ def test_drop_path_and_layer_scale():
     assert all(g.eq(1e-6).all() for g in gammas)
 
 
+def test_downsample_layer_scale_init_keeps_a_fresh_model_in_scale():
+    """From scratch, each stage's first block (no skip) scales the whole
+    stage output by its LayerScale: with the authors' 1e-6 the stride-16
+    and stride-32 maps of a fresh model in training mode are below 1e-8 of
+    the input's scale; ``downsample_layer_scale_init=1.0`` starts only
+    those blocks at 1.0 and keeps every stage output near the stem's."""
+    def stage_scales(**kwargs):
+        torch.manual_seed(0)
+        model = EMOv2(arch='1m', out_indices=(0, 1, 2, 3, 4),
+                      norm_cfg=dict(type='BN'), **kwargs).train()
+        with torch.no_grad():
+            outs = model(torch.randn(4, 3, 64, 64))
+        return model, [o.abs().mean().item() for o in outs]
+
+    model, scales = stage_scales(downsample_layer_scale_init=1.0)
+    for stage in model.stages[1:]:
+        assert stage[0].gamma.eq(1.0).all()
+        assert all(block.gamma.eq(1e-6).all() for block in stage[1:])
+    assert all(0.1 < s / scales[0] < 10 for s in scales[1:]), scales
+    _, authors = stage_scales()
+    assert authors[3] / authors[0] < 1e-8 and authors[4] < authors[3]
+
+
 def test_spanning_attention_sums_both_partitions():
     """Against a direct computation: remote windows (strided grid) plus
     close windows (tiles), same q, k and v."""
