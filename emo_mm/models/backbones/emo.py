@@ -249,8 +249,8 @@ class EMO(EMOBackbone):
             and the whole block branch sees a map that is constant within
             each window, blind to position; detection heads then see that
             noise instead of the local features and stay at chance for about
-            1000 steps (docs/demos.md, 'Why the detection demo learns
-            slowly'). Pair it with a low ``lr_mult`` on those projections:
+            1000 steps (docs/demos.md, 'Training the detectors from
+            scratch'). Pair it with a low ``lr_mult`` on those projections:
             AdamW moves a zero weight by about the lr per step. Ignored when weights are
             loaded. Defaults to False (the authors' initialisation).
         pretrained (str, optional): Deprecated spelling of
