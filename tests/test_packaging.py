@@ -106,7 +106,8 @@ def test_the_lock_pins_the_whole_environment():
                     'tools/bootstrap.sh')
     lock = {name: exact_version(req)
             for name, req in read_pins('constraints.txt').items()}
-    # Only site-packages: setuptools puts its vendored copies on sys.path.
+    # Only site-packages: setuptools adds its vendored copies to the
+    # module search path.
     paths = sorted({sysconfig.get_path('purelib'),
                     sysconfig.get_path('platlib')})
     installed = {

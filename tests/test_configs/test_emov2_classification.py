@@ -341,7 +341,8 @@ def test_the_512_config_is_the_5m_one_at_512():
     assert ours.model.backbone.window_size == 8
     assert ours.train_pipeline[1].transforms[0][0].scale == 512
     ignored = ('model', 'train_pipeline', 'test_pipeline', 'train_dataloader',
-               'val_dataloader', 'test_dataloader')
+               'val_dataloader', 'test_dataloader', 'work_dir')
+    assert ours.work_dir != base.work_dir
     for key in set(base) | set(ours):
         if key not in ignored:
             assert ours.get(key) == base.get(key), key

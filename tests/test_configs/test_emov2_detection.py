@@ -115,9 +115,10 @@ def optim_wrapper_on_cpu(cfg, model):
 # must repeat: the authors' lr/batch multipliers (already applied in the
 # values), and what their command line set at run time.
 NOT_RECIPE = ('ratio', 'bs_ratio', 'work_dir', 'launcher')
-# Ours only: the plugin import and the ImageNet checkpoint URL variable
-# (compared on the backbone's init_cfg instead).
-OURS_ONLY = ('custom_imports', 'pretrained')
+# Ours only: the plugin import, the ImageNet checkpoint URL variable
+# (compared on the backbone's init_cfg instead) and the work dir of each
+# config (tests/test_configs/test_work_dirs.py).
+OURS_ONLY = ('custom_imports', 'pretrained', 'work_dir')
 # The authors' EMO2 arguments that are one design for every run; emo_mm's
 # EMOv2 implements exactly this design (its arch_settings hold the rest).
 AUTHORS_DESIGN = dict(
