@@ -1,5 +1,4 @@
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 
@@ -34,13 +33,16 @@ setup(
     if osp.exists(osp.join(osp.dirname(__file__), 'README.md')) else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['emo_mm', 'emo_mm.*']),
-    # torch 2.6, the oldest supported (requirements/oldest.txt), needs Python 3.9.
+    # torch 2.6, the oldest supported (requirements/oldest.txt), needs Python
+    # 3.9.
     python_requires='>=3.9',
-    # Ranges, not the exact versions of .venv (requirements/constraints.txt): installed
-    # into an existing OpenMMLab environment, emo_mm keeps its torch and compiled mmcv.
+    # Ranges, not the exact versions of .venv (requirements/constraints.txt):
+    # installed into an existing OpenMMLab environment, emo_mm keeps its torch
+    # and compiled mmcv.
     install_requires=read_requirements('runtime'),
     extras_require={
-        # mmdet, mmseg and mmpretrain are optional: emo_mm imports each only if present.
+        # mmdet, mmseg and mmpretrain are optional: emo_mm imports each only if
+        # present.
         'det': read_requirements('det'),
         'seg': read_requirements('seg'),
         'cls': read_requirements('cls'),

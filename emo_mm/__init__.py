@@ -16,12 +16,12 @@ timing in ``analysis/``, BN folding and ONNX export in ``deployment.py``.
 """
 from . import engine  # noqa: F401  (runner hooks, CPU DDP, TimmCosineLR)
 from .errors import CheckpointRefused, UserError
-from .models import EMO, EMOv2  # noqa: F401  (registers the backbones)
+# The backbones register on import; the classifier and the SSD head are
+# registered by name, mmdet and mmpretrain imported when they are built.
+from .models import EMO, EMOv2, classifiers, dense_heads  # noqa: F401
 from .utils import secure_checkpoint_loading
 from .version import __version__
 
-# Registered by name; mmdet and mmpretrain are imported when they are built.
-from .models import classifiers, dense_heads  # noqa: F401
 try:  # segmentation add-ons, only where mmseg is installed
     from . import visualization  # noqa: F401  (LegendSegVisualizer)
 except ImportError:  # pragma: no cover

@@ -45,22 +45,28 @@ def _mmdet_tta(cfg, test_pipeline) -> None:
     """
     cfg.setdefault(
         'tta_model',
-        dict(type='DetTTAModel',
-             tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
-                          max_per_img=100)))
+        dict(
+            type='DetTTAModel',
+            tta_cfg=dict(
+                nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)))
     if 'tta_pipeline' in cfg:
         return
     load, *middle, pack = [dict(t) for t in test_pipeline]
-    keys = tuple(pack.get('meta_keys', ('img_id', 'img_path', 'ori_shape',
-                                        'img_shape', 'scale_factor')))
-    pack['meta_keys'] = keys + tuple(k for k in ('flip', 'flip_direction')
-                                     if k not in keys)
-    flips = [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip',
-                                                    prob=0.)]
+    keys = tuple(
+        pack.get(
+            'meta_keys',
+            ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')))
+    pack['meta_keys'] = keys + tuple(
+        k for k in ('flip', 'flip_direction') if k not in keys)
+    flips = [
+        dict(type='RandomFlip', prob=1.),
+        dict(type='RandomFlip', prob=0.)
+    ]
     cfg.tta_pipeline = [
         load,
-        dict(type='TestTimeAug',
-             transforms=[[t] for t in middle] + [flips, [pack]])
+        dict(
+            type='TestTimeAug',
+            transforms=[[t] for t in middle] + [flips, [pack]])
     ]
 
 
@@ -89,18 +95,18 @@ def _draw_mmdet(inferencer, image, score_thr):
     # JPEG-compress the drawing); the caller saves the drawing as PNG.
     return inferencer(
         image, return_vis=True, no_save_vis=True,
-        pred_score_thr=score_thr)['visualization'][0]
+        pred_score_thr=score_thr)['visualization'][0], None
 
 
 def _draw_mmseg(inferencer, image, score_thr):
-    return inferencer(image, return_vis=True)['visualization']
+    return inferencer(image, return_vis=True)['visualization'], None
 
 
 CLS_MIN_SIZE = 256  # shorter side of classification drawings, at least
 
 
 def _draw_mmpretrain(inferencer, image, score_thr):
-    """Classify one image; print and draw its top class and score.
+    """Classify one image; draw its top class and score, and name them.
 
     mmpretrain's inferencer only draws into files named after the input's
     stem, so its visualizer is called here instead.
@@ -111,7 +117,7 @@ def _draw_mmpretrain(inferencer, image, score_thr):
     classes = inferencer.classes
     label = int(sample.pred_label)
     name = classes[label] if classes else str(label)
-    print(f'{image}: {name} ({float(sample.pred_score[label]):.3f})')
+    caption = f'{name} ({float(sample.pred_score[label]):.3f})'
     picture = cv2.imread(image)[..., ::-1]
     visualizer = UniversalVisualizer()
     # The text has a fixed pixel size: on a small image (the demo's are
@@ -119,9 +125,14 @@ def _draw_mmpretrain(inferencer, image, score_thr):
     # are drawn on a copy enlarged to CLS_MIN_SIZE on the shorter side.
     resize = CLS_MIN_SIZE if min(picture.shape[:2]) < CLS_MIN_SIZE else None
     visualizer.visualize_cls(
-        picture, sample, classes=classes, draw_gt=False, draw_pred=True,
-        draw_score=True, resize=resize)
-    return visualizer.get_image()
+        picture,
+        sample,
+        classes=classes,
+        draw_gt=False,
+        draw_pred=True,
+        draw_score=True,
+        resize=resize)
+    return visualizer.get_image(), caption
 
 
 # --------------------------------------------------- predictions to a file
@@ -178,9 +189,13 @@ def _mmdet_samples(model, batch, h, w, gen):
         xy = torch.rand(3, 2, generator=gen) * torch.tensor([w, h]) * 0.6
         wh = (torch.rand(3, 2, generator=gen) * 0.3 + 0.1) * torch.tensor(
             [w, h])
-        sample = DetDataSample(metainfo=dict(
-            img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-            batch_input_shape=(h, w), scale_factor=(1.0, 1.0)))
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                pad_shape=(h, w),
+                batch_input_shape=(h, w),
+                scale_factor=(1.0, 1.0)))
         sample.gt_instances = InstanceData(
             bboxes=torch.cat([xy, xy + wh], 1),
             labels=torch.randint(head.num_classes, (3, ), generator=gen))
@@ -194,10 +209,12 @@ def _mmseg_samples(model, batch, h, w, gen):
     from mmseg.structures import SegDataSample
     samples = []
     for _ in range(batch):
-        sample = SegDataSample(metainfo=dict(
-            img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(
-            model.decode_head.num_classes, (1, h, w), generator=gen))
+        sample = SegDataSample(
+            metainfo=dict(
+                img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(
+                model.decode_head.num_classes, (1, h, w), generator=gen))
         samples.append(sample)
     return samples
 
@@ -220,7 +237,9 @@ class Codebase:
             to a config that has none, or None when the codebase has no
             default.
         build_inferencer: ``(cfg, checkpoint, device)`` -> inferencer.
-        draw: ``(inferencer, image_path, score_thr)`` -> RGB drawing.
+        draw: ``(inferencer, image_path, score_thr)`` -> ``(RGB drawing,
+            caption)``: the caption names the prediction in words, or is
+            None.
         dump_metric: ``(out_file)`` -> the metric that pickles predictions.
         output_names: the names of a model's flattened tensor-mode outputs.
         train_samples: ``(model, batch, h, w, generator)`` -> random
@@ -243,13 +262,18 @@ CODEBASES = {
     Codebase(_show_mmdet, _mmdet_tta, _mmdet_inferencer, _draw_mmdet,
              _mmdet_dump, _mmdet_names, _mmdet_samples),
     'mmseg':
-    Codebase(_show_mmseg, None, _mmseg_inferencer, _draw_mmseg,
-             _mmengine_dump, _single_name('seg_logits'), _mmseg_samples,
-             size_from_crop_size=True),
+    Codebase(
+        _show_mmseg,
+        None,
+        _mmseg_inferencer,
+        _draw_mmseg,
+        _mmengine_dump,
+        _single_name('seg_logits'),
+        _mmseg_samples,
+        size_from_crop_size=True),
     'mmpretrain':
-    Codebase(_show_mmpretrain, None, _mmpretrain_inferencer,
-             _draw_mmpretrain, _mmengine_dump, _single_name('cls_score'),
-             _mmpretrain_samples),
+    Codebase(_show_mmpretrain, None, _mmpretrain_inferencer, _draw_mmpretrain,
+             _mmengine_dump, _single_name('cls_score'), _mmpretrain_samples),
 }
 
 

@@ -67,9 +67,10 @@ def _replace_root(node, old: str, new: str):
     if isinstance(node, str):
         return new + node[len(old):] if node.startswith(old) else node
     if isinstance(node, dict):
-        return type(node)(
-            {k: _replace_root(v, old, new)
-             for k, v in node.items()})
+        return type(node)({
+            k: _replace_root(v, old, new)
+            for k, v in node.items()
+        })
     if isinstance(node, (list, tuple)):
         return type(node)(_replace_root(v, old, new) for v in node)
     return node
@@ -139,10 +140,10 @@ def input_shape(cfg: Config) -> Tuple[Tuple[int, int], str]:
     Raises:
         UserError: No input size can be found (pass one explicitly).
     """
-    dataset = innermost_dataset(cfg.get('test_dataloader', {}).get(
-        'dataset', {}))
-    pipeline = (dataset or {}).get('pipeline') or cfg.get(
-        'test_pipeline') or []
+    dataset = innermost_dataset(
+        cfg.get('test_dataloader', {}).get('dataset', {}))
+    pipeline = (dataset
+                or {}).get('pipeline') or cfg.get('test_pipeline') or []
     center_crop = _find(pipeline, 'CenterCrop', 'crop_size')
     resize = _find(pipeline, 'Resize', 'scale')
     codebase = get_codebase(cfg.get('default_scope'))
@@ -167,7 +168,7 @@ def input_shape(cfg: Config) -> Tuple[Tuple[int, int], str]:
     else:
         raise UserError(
             'no input size found in the config (crop_size, test pipeline '
-            'CenterCrop/Resize); pass --shape H W')
+            'CenterCrop/Resize); give shape=(H, W)')
     divisor = cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1)
     padded = tuple(-(-s // divisor) * divisor for s in shape)
     if padded != shape:

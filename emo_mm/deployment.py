@@ -24,19 +24,15 @@ from mmengine.runner import load_checkpoint
 from .codebases import flatten_outputs, get_codebase
 from .config import build_model, input_shape, load_config
 from .errors import UserError
-from .models import EMO, EMOv2, deploy, load_backbone_checkpoint
+from .models import EMO, FAMILIES, EMOv2, deploy, load_backbone_checkpoint
 from .utils import check_checkpoint
-
-# The backbone families by the prefix of their names ('emo-1m', 'emov2-5m').
-# A bare arch ('5m') names an EMO backbone, as it did before EMOv2.
-BACKBONES = {'emo': EMO, 'emov2': EMOv2}
 
 
 def backbone_names() -> list:
     """Every name :func:`parse_backbone` accepts, in its preferred spelling:
     the bare EMO archs, then ``emo-<arch>`` and ``emov2-<arch>``."""
     return list(EMO.arch_settings) + [
-        f'{prefix}-{arch}' for prefix, cls in BACKBONES.items()
+        f'{family.lower()}-{arch}' for family, cls in FAMILIES.items()
         for arch in cls.arch_settings
     ]
 
@@ -46,7 +42,11 @@ def parse_backbone(name: str) -> Optional[Tuple[type, str]]:
     ``'emo-1m'``, ``'emov2-5m'`` (any case, ``_`` for ``-``); None if it
     names none."""
     prefix, _, arch = name.lower().replace('_', '-').rpartition('-')
-    cls = BACKBONES.get(prefix or 'emo')
+    # A bare arch ('5m') names an EMO backbone, as it did before EMOv2.
+    cls = {
+        family.lower(): cls
+        for family, cls in FAMILIES.items()
+    }.get(prefix or 'emo')
     if cls is None or arch not in cls.arch_settings:
         return None
     return cls, arch
@@ -85,10 +85,11 @@ class ScaledUpsample(nn.Module):
         self.align_corners = align_corners
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x,
-                             scale_factor=self.scale_factor,
-                             mode=self.mode,
-                             align_corners=self.align_corners)
+        return F.interpolate(
+            x,
+            scale_factor=self.scale_factor,
+            mode=self.mode,
+            align_corners=self.align_corners)
 
 
 def make_traceable(model: nn.Module) -> None:
@@ -99,8 +100,8 @@ def make_traceable(model: nn.Module) -> None:
         for name, child in parent.named_children():
             kind = type(child)
             if not (kind.__name__ == 'Upsample'
-                    and kind.__module__.startswith('mmseg')
-                    and not child.size and child.scale_factor):
+                    and kind.__module__.startswith('mmseg') and not child.size
+                    and child.scale_factor):
                 continue
             factors = child.scale_factor if isinstance(
                 child.scale_factor, tuple) else (child.scale_factor, )
@@ -186,11 +187,27 @@ def config_model_for_export(config: str, checkpoint=None, shape=None):
         f'{list(std)})')
 
 
+# The window sizes of the shipped configs.
+WINDOW_SIZES = (7, 8, 10, 16)
+
+
+def awkward_size(n: int) -> int:
+    """The first size from ``n`` up that no stride and no window size
+    divides (odd, not a multiple of 7), nor its stride-16 map (rounded up,
+    as the strided convolutions do), where most attending blocks run."""
+    n = max(n, 1) | 1
+    while any(-(-n // s) % w == 0 for s in (1, 16) for w in WINDOW_SIZES):
+        n += 2
+    return n
+
+
 def default_check_sizes(shape) -> list:
-    """Three sizes around ``shape`` that no window (7, 10, 16) or stride
-    divides, where padding bugs would show."""
+    """Three sizes around ``shape`` (each an :func:`awkward_size`), where
+    padding bugs would show."""
     h, w = shape
-    return [(h - 31, w + 17), (h + 13, w - 45), (max(h // 3, 33) + 2, w + 3)]
+    return [(awkward_size(a), awkward_size(b))
+            for a, b in ((h - 31, w + 17), (h + 13, w - 45), (max(h // 3, 33),
+                                                              w + 3))]
 
 
 def export_onnx(model, shape, names, path, opset=17):
@@ -215,13 +232,14 @@ def export_onnx(model, shape, names, path, opset=17):
         warnings.filterwarnings('ignore', category=DeprecationWarning)
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
         try:
-            torch.onnx.export(model, (inputs, ),
-                              path,
-                              input_names=['input'],
-                              output_names=names,
-                              dynamic_axes=dynamic,
-                              opset_version=opset,
-                              dynamo=False)
+            torch.onnx.export(
+                model, (inputs, ),
+                path,
+                input_names=['input'],
+                output_names=names,
+                dynamic_axes=dynamic,
+                opset_version=opset,
+                dynamo=False)
         except torch.onnx.errors.SymbolicValueError as err:
             if 'adaptive_avg_pool2d' not in str(err):
                 raise
@@ -247,8 +265,8 @@ def onnxruntime_runner(path: str, threads: int = 0):
         # spinning pool would take the cores from the next one.
         options.add_session_config_entry('session.intra_op.allow_spinning',
                                          '0')
-    session = ort.InferenceSession(path, options,
-                                   providers=['CPUExecutionProvider'])
+    session = ort.InferenceSession(
+        path, options, providers=['CPUExecutionProvider'])
     return lambda x: session.run(None, {'input': x})
 
 
@@ -263,11 +281,13 @@ def export_openvino(onnx_path: str, xml_path: str) -> None:
     """Convert the ONNX file to OpenVINO IR (``.xml`` + ``.bin``), weights
     kept in fp32 (``ov.save_model`` would halve them to fp16 by default)."""
     import openvino as ov
-    ov.save_model(ov.convert_model(onnx_path), xml_path,
-                  compress_to_fp16=False)
+    ov.save_model(
+        ov.convert_model(onnx_path), xml_path, compress_to_fp16=False)
 
 
-def openvino_runner(path: str, threads: int = 0, shape=None,
+def openvino_runner(path: str,
+                    threads: int = 0,
+                    shape=None,
                     latency: bool = False):
     """``run(x) -> [outputs]`` of the OpenVINO IR (or ONNX file) at
     ``path`` on the CPU in fp32 (:data:`OPENVINO_FP32`); ``shape`` (N, C,
@@ -291,8 +311,10 @@ def openvino_runner(path: str, threads: int = 0, shape=None,
 
     def run(x):
         request.infer({0: x})
-        return [request.get_output_tensor(i).data.copy()
-                for i in range(len(compiled.outputs))]
+        return [
+            request.get_output_tensor(i).data.copy()
+            for i in range(len(compiled.outputs))
+        ]
 
     return run
 
@@ -300,7 +322,11 @@ def openvino_runner(path: str, threads: int = 0, shape=None,
 RUNTIMES = {'ONNX Runtime': onnxruntime_runner, 'OpenVINO': openvino_runner}
 
 
-def compare_with_runtime(model, path, sizes, atol, raw_images: bool,
+def compare_with_runtime(model,
+                         path,
+                         sizes,
+                         atol,
+                         raw_images: bool,
                          runtime: str = 'ONNX Runtime'):
     """Run the graph at ``path`` in ``runtime`` (:data:`RUNTIMES`) and
     ``model`` at each (H, W) of ``sizes`` (batches 2, 1, 3, ...) and compare
@@ -338,7 +364,7 @@ def compare_with_runtime(model, path, sizes, atol, raw_images: bool,
         checked.append((batch, h, w, len(got), diff))
         if diff > atol:
             raise UserError(f'{runtime} differs from PyTorch by '
-                            f'{diff:.2e} > --atol {atol} at {h}x{w}')
+                            f'{diff:.2e} > atol={atol} at {h}x{w}')
     return checked
 
 
@@ -349,7 +375,7 @@ def parse_sizes(texts) -> list:
         try:
             h, w = (int(v) for v in text.lower().split('x'))
         except ValueError:
-            raise UserError(f'--check size {text!r} is not HxW, e.g. '
+            raise UserError(f'check= size {text!r} is not HxW, e.g. '
                             '97x131') from None
         sizes.append((h, w))
     return sizes
@@ -381,7 +407,8 @@ def export(model: str,
         shape (tuple, optional): (H, W) traced at; default 224x224 for a
             backbone, the config's input size.
         check (list[str], optional): 'HxW' sizes to check at; None: three
-            that no window divides (:func:`default_check_sizes`); []: none.
+            that no stride or window divides (:func:`default_check_sizes`);
+            []: none.
         atol (float): The largest difference allowed.
         opset (int): The ONNX opset.
         force (bool): Overwrite an existing ``out``.
@@ -406,9 +433,10 @@ def export(model: str,
     ir = osp.splitext(out)[0] + '.xml' if openvino else None
     for path in (out, ir):
         if path and osp.exists(path) and not force:
-            raise UserError(f'{path} exists; pass --force to overwrite it')
+            raise UserError(f'{path} exists; pass force=True to overwrite '
+                            'it')
     if openvino and osp.splitext(out)[1] != '.onnx':
-        raise UserError(f'--openvino writes the IR beside the ONNX file, '
+        raise UserError(f'openvino=True writes the IR beside the ONNX file, '
                         f'which must end in .onnx: {out}')
     if checkpoint:
         check_checkpoint(checkpoint)
@@ -448,13 +476,14 @@ def export(model: str,
     result = dict(shape=shape, names=names, expects=expects)
     try:
         export_onnx(net, shape, names, tmp, opset)
-        result['checked'] = (compare_with_runtime(
-            reference, tmp, sizes, atol, raw_images) if sizes else [])
+        result['checked'] = (
+            compare_with_runtime(reference, tmp, sizes, atol, raw_images)
+            if sizes else [])
         if openvino:
             export_openvino(tmp, tmp_ir[0])
-            result['openvino_checked'] = (compare_with_runtime(
-                reference, tmp_ir[0], sizes, atol, raw_images, 'OpenVINO')
-                                          if sizes else [])
+            result['openvino_checked'] = (
+                compare_with_runtime(reference, tmp_ir[0], sizes, atol,
+                                     raw_images, 'OpenVINO') if sizes else [])
     except BaseException:
         for path in [tmp, *tmp_ir]:  # a failed export leaves no file behind
             if osp.exists(path):

@@ -1,10 +1,12 @@
 """The one error type of emo_mm's user-facing checks.
 
-Every check of something a user gave (a config, a command-line value, a
-checkpoint, a data set, an output folder) raises :class:`UserError` with a
-message that names the bad value and what is allowed. The tools print it as
-one ``error:`` line instead of a traceback. It is a ``ValueError``, so code
-that calls the library directly can catch it as one.
+Every check of something a user gave (a config, an argument, a checkpoint,
+a data set, an output folder) raises :class:`UserError` with a message that
+names the bad value and what is allowed. The library names its arguments as
+Python spells them (``force=True``, ``atol=``); the tools print the message
+as one ``error:`` line, no traceback, with those spellings replaced by their
+flags. It is a ``ValueError``, so code that calls the library directly can
+catch it as one.
 """
 
 
@@ -17,12 +19,18 @@ class CheckpointRefused(UserError):
     download does not match the known digest."""
 
 
-def run_tool(main, *args) -> None:
+def run_tool(main, *args, flags=None) -> None:
     """Run a tool's ``main(*args)``; a :class:`UserError` ends the process
     with exit status 1 and one ``error: ...`` line on stderr, no traceback.
+
+    ``flags`` maps the library's spelling of an argument in messages to the
+    tool's flag, e.g. ``{'force=True': '--force', 'atol=': '--atol '}``.
     """
     import sys
     try:
         main(*args)
     except UserError as err:
-        sys.exit(f'error: {err}')
+        message = str(err)
+        for argument, flag in (flags or {}).items():
+            message = message.replace(argument, flag)
+        sys.exit(f'error: {message}')

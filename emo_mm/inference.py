@@ -7,7 +7,7 @@ scores), mmseg's ``MMSegInferencer`` (a class-colour overlay), mmpretrain's
 """
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .codebases import get_codebase
 from .config import load_config
@@ -59,11 +59,16 @@ def _png_name(image_path: str, taken: set) -> str:
     return name
 
 
-def draw_predictions(config: str, checkpoint: str, inputs: str,
-                     out_dir: str = 'outputs', device: str = 'cpu',
-                     score_thr: float = 0.3,
-                     cfg_options: Optional[dict] = None,
-                     deploy: bool = True) -> List[str]:
+def draw_predictions(
+        config: str,
+        checkpoint: str,
+        inputs: str,
+        out_dir: str = 'outputs',
+        device: str = 'cpu',
+        score_thr: float = 0.3,
+        cfg_options: Optional[dict] = None,
+        deploy: bool = True,
+        report: Optional[Callable[[str], None]] = None) -> List[str]:
     """Predict on an image or a folder of images and save each drawing as
     ``out_dir/vis/<input name>.png``, whatever the input's format.
 
@@ -77,6 +82,9 @@ def draw_predictions(config: str, checkpoint: str, inputs: str,
         score_thr (float): Detection: the lowest score of a drawn box.
         cfg_options (dict, optional): Config overrides.
         deploy (bool): Fold the BatchNorms first (same drawings, faster).
+        report (callable, optional): Called with ``'<image>: <caption>'``
+            where the prediction has one in words (classification: the top
+            class and its score).
 
     Returns:
         list[str]: The written files.
@@ -94,9 +102,11 @@ def draw_predictions(config: str, checkpoint: str, inputs: str,
     written, taken = [], set()
     # One image per call, so that drawings are not all held in memory.
     for image in images:
-        drawing = codebase.draw(inferencer, image, score_thr)  # RGB
+        drawing, caption = codebase.draw(inferencer, image, score_thr)
+        if caption is not None and report is not None:
+            report(f'{image}: {caption}')
         out_file = osp.join(vis_dir, _png_name(image, taken))
-        if not cv2.imwrite(out_file, drawing[..., ::-1]):
+        if not cv2.imwrite(out_file, drawing[..., ::-1]):  # RGB -> BGR
             raise UserError(f'could not write {out_file}')
         written.append(out_file)
     return written

@@ -36,7 +36,9 @@ class LegendSegVisualizer(SegLocalVisualizer):
 
     # ``name`` is spelled out: mmengine's ManagerMeta requires it in the
     # signature of every visualizer class.
-    def __init__(self, name: str = 'visualizer', min_size: int = 360,
+    def __init__(self,
+                 name: str = 'visualizer',
+                 min_size: int = 360,
                  **kwargs):
         if not (isinstance(min_size, int) and min_size > 0):
             raise ValueError(
@@ -44,15 +46,23 @@ class LegendSegVisualizer(SegLocalVisualizer):
         super().__init__(name=name, **kwargs)
         self.min_size = min_size
 
-    def _draw_sem_seg(self, image, sem_seg, classes, palette,
+    def _draw_sem_seg(self,
+                      image,
+                      sem_seg,
+                      classes,
+                      palette,
                       with_labels=True):
         # mmseg calls this once for the ground truth and once for the
         # prediction and places the two side by side: each panel gets the
         # same enlargement and legend, so they stay aligned.
         factor = math.ceil(self.min_size / min(image.shape[:2]))
         if factor > 1:
-            image = cv2.resize(image, None, fx=factor, fy=factor,
-                               interpolation=cv2.INTER_CUBIC)
+            image = cv2.resize(
+                image,
+                None,
+                fx=factor,
+                fy=factor,
+                interpolation=cv2.INTER_CUBIC)
             data = sem_seg.cpu().data
             data = torch.as_tensor(data).repeat_interleave(
                 factor, -2).repeat_interleave(factor, -1)

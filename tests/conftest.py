@@ -21,10 +21,18 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
 # parameters; with the final norm and a 1000-class head (the authors'
 # classifiers, whose counts the fixtures confirm); the paper's FLOPs at 224
 # in millions.
-BACKBONE_PARAMS = {'1m': 1_191_832, '2m': 2_176_072, '5m': 4_819_272,
-                   '6m': 5_846_856}
-CLASSIFIER_PARAMS = {'1m': 1_361_168, '2m': 2_377_472, '5m': 5_108_848,
-                     '6m': 6_168_496}
+BACKBONE_PARAMS = {
+    '1m': 1_191_832,
+    '2m': 2_176_072,
+    '5m': 4_819_272,
+    '6m': 5_846_856
+}
+CLASSIFIER_PARAMS = {
+    '1m': 1_361_168,
+    '2m': 2_377_472,
+    '5m': 5_108_848,
+    '6m': 6_168_496
+}
 PAPER_FLOPS_M = {'1m': 261, '2m': 439, '5m': 903, '6m': 961}
 FIXTURES = osp.join(REPO_ROOT, '..', 'shared', 'fixtures')
 # The authors' code run on every variant, at the windows our configs use
@@ -33,12 +41,20 @@ FIXTURE_NAMES = ('emo_1m_w7_224x224.pt', 'emo_1m_w10_200x264.pt',
                  'emo_2m_w7_224x224.pt', 'emo_5m_w10_320x320.pt',
                  'emo_5m_w16_200x248.pt', 'emo_6m_w7_192x192.pt')
 
-# EMOv2 (issue 17's numbers, measured on the authors' code): backbone
+# EMOv2 (counted on the authors' code): backbone
 # parameters, and with the final norm and a 1000-class head.
-EMOV2_BACKBONE_PARAMS = {'1m': 1_279_484, '2m': 2_182_912, '5m': 4_836_864,
-                         '20m': 19_745_312}
-EMOV2_CLASSIFIER_PARAMS = {'1m': 1_460_844, '2m': 2_384_312,
-                           '5m': 5_126_440, '20m': 20_195_208}
+EMOV2_BACKBONE_PARAMS = {
+    '1m': 1_279_484,
+    '2m': 2_182_912,
+    '5m': 4_836_864,
+    '20m': 19_745_312
+}
+EMOV2_CLASSIFIER_PARAMS = {
+    '1m': 1_460_844,
+    '2m': 2_384_312,
+    '5m': 5_126_440,
+    '20m': 20_195_208
+}
 FIXTURES_V2 = osp.join(REPO_ROOT, '..', 'shared', 'fixtures_v2')
 # The authors' classifier at window 7 (224, and 200x264: padded) and their
 # mmseg backbone (LayerNorm2d + GELU after the depthwise convs, window 10).
@@ -46,8 +62,8 @@ EMOV2_FIXTURE_NAMES = ('emo2_1m_k5_hybrid_224x224.pt',
                        'emo2_5m_k5_hybrid_200x264.pt',
                        'emo2_5m_seg_w10_160x192.pt')
 # EMOv2 arguments of the authors' mmseg backbone.
-EMOV2_SEG_ARGS = dict(dw_norm_cfg=dict(type='LN2d', eps=1e-6),
-                      dw_act_cfg=dict(type='GELU'))
+EMOV2_SEG_ARGS = dict(
+    dw_norm_cfg=dict(type='LN2d', eps=1e-6), dw_act_cfg=dict(type='GELU'))
 
 
 def _fixtures_missing(name):
@@ -94,26 +110,26 @@ def load_emov2_fixture(name):
     }
     data['name'] = name
     data['arch'] = name.split('_')[1]
-    data['kwargs'] = dict(window_size=data['window_size'],
-                          **(EMOV2_SEG_ARGS if data.get('seg_backbone')
-                             else {}))
+    data['kwargs'] = dict(
+        window_size=data['window_size'],
+        **(EMOV2_SEG_ARGS if data.get('seg_backbone') else {}))
     return data
 
 
 # The modules of the longest tests, started first, so that the two xdist
 # workers do not end with one of them left running alone.
-LONGEST_FIRST = ('test_tools/test_train_test.py',
-                 'test_tools/test_demos.py',
+LONGEST_FIRST = ('test_tools/test_train_test.py', 'test_tools/test_demos.py',
                  'test_engine/test_distributed.py',
                  'test_engine/test_hooks.py', 'test_deployment.py',
                  'test_analysis/test_complexity.py')
 
 
 def pytest_collection_modifyitems(items):
+
     def rank(item):
         path = osp.relpath(str(item.fspath), osp.join(REPO_ROOT, 'tests'))
-        return (LONGEST_FIRST.index(path) if path in LONGEST_FIRST
-                else len(LONGEST_FIRST))
+        return (LONGEST_FIRST.index(path)
+                if path in LONGEST_FIRST else len(LONGEST_FIRST))
 
     items.sort(key=rank)  # stable: the order within a module stays
 
@@ -129,15 +145,23 @@ def run_python(*args, check=True, timeout=600, env=None, cwd=REPO_ROOT):
     stderr merged; with ``check``, a non-zero exit fails the test with the
     output's end. A run past ``timeout`` seconds is killed and fails the test
     (CI must not hang)."""
-    return run_command([sys.executable, *args], check=check,
-                       timeout=timeout, env=env, cwd=cwd)
+    return run_command([sys.executable, *args],
+                       check=check,
+                       timeout=timeout,
+                       env=env,
+                       cwd=cwd)
 
 
 def run_command(command, check=True, timeout=600, env=None, cwd=REPO_ROOT):
     try:
-        proc = subprocess.run(command, cwd=cwd, text=True, env=env,
-                              stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=timeout)
+        proc = subprocess.run(
+            command,
+            cwd=cwd,
+            text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout)
     except subprocess.TimeoutExpired as err:
         output = err.output or ''
         if isinstance(output, bytes):
@@ -202,8 +226,7 @@ def tiny_shapes(tmp_path_factory):
     """The classification demo's data, 6 training images per class (48)."""
     from emo_mm.demo_data import make_shapes_imagenet
     root = tmp_path_factory.mktemp('shapes')
-    make_shapes_imagenet(str(root), num_train_per_class=6,
-                         num_val_per_class=1)
+    make_shapes_imagenet(str(root), num_train_per_class=6, num_val_per_class=1)
     return str(root)
 
 
@@ -212,8 +235,12 @@ def tiny_imagenet(tmp_path_factory):
     """ImageNet-format shapes: 2 training and 1 val image per class, 64 px."""
     from emo_mm.demo_data import make_shapes_imagenet
     root = tmp_path_factory.mktemp('shapes_imagenet')
-    make_shapes_imagenet(str(root), num_train_per_class=2,
-                         num_val_per_class=1, image_size=64, seed=1)
+    make_shapes_imagenet(
+        str(root),
+        num_train_per_class=2,
+        num_val_per_class=1,
+        image_size=64,
+        seed=1)
     return str(root)
 
 

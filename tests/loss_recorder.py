@@ -11,7 +11,10 @@ class LossRecorderHook(Hook):
     def __init__(self, path: str):
         self.path = path
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         loss = outputs['loss'].detach().clone().double()
         if dist.is_initialized():

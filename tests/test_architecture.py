@@ -28,8 +28,8 @@ def imported_modules(path, modules):
             if node.level:
                 base = package.split('.')
                 base = base[:len(base) - node.level + 1]
-                source = '.'.join(base + ([node.module] if node.module
-                                          else []))
+                source = '.'.join(base +
+                                  ([node.module] if node.module else []))
             else:
                 source = node.module
             found.add(source)
@@ -67,8 +67,10 @@ def find_cycle(graph):
 def test_no_import_circles_in_emo_mm():
     paths = glob.glob(osp.join(PACKAGE, '**', '*.py'), recursive=True)
     modules = {module_name(p): p for p in paths}
-    graph = {name: imported_modules(path, modules)
-             for name, path in modules.items()}
+    graph = {
+        name: imported_modules(path, modules)
+        for name, path in modules.items()
+    }
     assert graph['emo_mm.models.backbones.base'] >= {
         'emo_mm.models.checkpoint'
     }
@@ -79,8 +81,8 @@ def test_no_import_circles_in_emo_mm():
 
 
 def test_tools_are_short_scripts_of_the_library():
-    tools = glob.glob(osp.join(REPO_ROOT, 'tools', '**', '*.py'),
-                      recursive=True)
+    tools = glob.glob(
+        osp.join(REPO_ROOT, 'tools', '**', '*.py'), recursive=True)
     names = {osp.splitext(osp.basename(p))[0] for p in tools}
     assert len(tools) >= 10
     for path in tools:
@@ -94,15 +96,14 @@ def test_tools_are_short_scripts_of_the_library():
             else:
                 continue
             # No tool imports another tool.
-            assert not names & {m.split('.')[0] for m in imported}, (
-                path, imported)
+            assert not names & {m.split('.')[0]
+                                for m in imported}, (path, imported)
 
 
 def test_no_module_search_path_edits():
     files = [
-        p for folder in ('emo_mm', 'tools', 'tests')
-        for p in glob.glob(osp.join(REPO_ROOT, folder, '**', '*.py'),
-                           recursive=True)
+        p for folder in ('emo_mm', 'tools', 'tests') for p in glob.glob(
+            osp.join(REPO_ROOT, folder, '**', '*.py'), recursive=True)
     ]
     assert len(files) > 30
     edit = '.'.join(('sys', 'path'))  # not written out: this file is searched

@@ -3,8 +3,8 @@ inference preparation) and the input size read from a config."""
 import os.path as osp
 
 import pytest
-
 from conftest import REPO_ROOT
+
 from emo_mm import UserError
 from emo_mm.codebases import CODEBASES
 from emo_mm.config import innermost_dataset, input_shape, load_config
@@ -37,8 +37,10 @@ def test_bad_configs_name_what_is_wrong(tmp_path):
         load_config('/no/such.py')
     other = tmp_path / 'ocr.py'
     other.write_text("default_scope = 'mmocr'\nmodel = dict(type='X')\n")
-    with pytest.raises(UserError, match=r"default_scope='mmocr'; allowed: "
-                       r"\['mmdet', 'mmseg', 'mmpretrain'\]"):
+    with pytest.raises(
+            UserError,
+            match=r"default_scope='mmocr'; allowed: "
+            r"\['mmdet', 'mmseg', 'mmpretrain'\]"):
         load_config(str(other))
     assert sorted(CODEBASES) == ['mmdet', 'mmpretrain', 'mmseg']
 

@@ -10,20 +10,21 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import REPO_ROOT, run_python, run_tool
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from conftest import REPO_ROOT, run_python, run_tool
 from emo_mm import UserError
 from emo_mm.config import build_model, load_config
-from emo_mm.deployment import (ScaledUpsample, backbone_for_export,
-                               backbone_names, deploy, export,
+from emo_mm.deployment import (WINDOW_SIZES, ScaledUpsample,
+                               backbone_for_export, backbone_names,
+                               default_check_sizes, deploy, export,
                                make_traceable, parse_backbone)
 from emo_mm.models import EMO, EMOv2
 
 
 def _dims(path):
-    session = ort.InferenceSession(str(path),
-                                   providers=['CPUExecutionProvider'])
+    session = ort.InferenceSession(
+        str(path), providers=['CPUExecutionProvider'])
     return session, session.get_inputs()[0].shape
 
 
@@ -46,21 +47,26 @@ def test_backbone_graph_serves_any_size(tmp_path):
     BatchNorms) with the unfolded model."""
     ckpt = _trained_like(tmp_path, EMO(arch='1m'))
     out = tmp_path / 'emo_1m.onnx'
-    result = export('1m', str(out), shape=(64, 64), window_size=[7, 7, 5, 4],
-                    checkpoint=ckpt, check=['45x77', '100x33'])
+    result = export(
+        '1m',
+        str(out),
+        shape=(64, 64),
+        window_size=[7, 7, 5, 4],
+        checkpoint=ckpt,
+        check=['45x77', '100x33'])
     sizes = [(h, w) for _, h, w, _, _ in result['checked']]
     assert sizes == [(45, 77), (100, 33)]
     assert all(diff <= 1e-4 for *_, diff in result['checked'])
     session, dims = _dims(out)
     assert dims == ['batch', 3, 'height', 'width']
-    assert [o.name for o in session.get_outputs()] == [
-        'stride2', 'stride4', 'stride8', 'stride16', 'stride32']
+    assert [o.name for o in session.get_outputs()
+            ] == ['stride2', 'stride4', 'stride8', 'stride16', 'stride32']
     # A size and batch the tool did not check: the dynamic dims hold.
     torch.manual_seed(0)
     x = torch.randn(3, 3, 59, 123)
     got = session.run(None, {'input': x.numpy()})
-    assert [g.shape[2:] for g in got] == [(30, 62), (15, 31), (8, 16),
-                                         (4, 8), (2, 4)]
+    assert [g.shape[2:] for g in got] == [(30, 62), (15, 31), (8, 16), (4, 8),
+                                          (2, 4)]
     assert all(np.isfinite(g).all() for g in got)
 
 
@@ -72,8 +78,12 @@ def test_graph_of_the_authors_weights_reproduces_their_outputs(
     ckpt = tmp_path / 'net.pth'
     torch.save(authors_fixture['state_dict'], ckpt)
     out = tmp_path / 'authors.onnx'
-    export(authors_fixture['variant'], str(out), checkpoint=str(ckpt),
-           window_size=authors_fixture['window_size'], check=[])
+    export(
+        authors_fixture['variant'],
+        str(out),
+        checkpoint=str(ckpt),
+        window_size=authors_fixture['window_size'],
+        check=[])
     session, _ = _dims(out)
     got = session.run(None, {'input': authors_fixture['input'].numpy()})
     assert len(got) == len(authors_fixture['stage_outputs']) == 5
@@ -84,11 +94,11 @@ def test_graph_of_the_authors_weights_reproduces_their_outputs(
 
 @pytest.mark.parametrize('config,names', [
     ('configs/ssdlite/emo_1m_coco.py',
-     [f'cls_score_{i}' for i in range(6)] +
-     [f'bbox_pred_{i}' for i in range(6)]),
+     [f'cls_score_{i}'
+      for i in range(6)] + [f'bbox_pred_{i}' for i in range(6)]),
     ('configs/retinanet/emo_1m_coco.py',
-     [f'cls_score_{i}' for i in range(5)] +
-     [f'bbox_pred_{i}' for i in range(5)]),
+     [f'cls_score_{i}'
+      for i in range(5)] + [f'bbox_pred_{i}' for i in range(5)]),
     ('configs/deeplabv3/emo_1m_ade20k.py', ['seg_logits']),
     ('configs/imagenet/emo_1m_in1k.py', ['cls_score']),
 ])
@@ -98,8 +108,12 @@ def test_downstream_graphs(tmp_path, config, names):
     path = osp.join(REPO_ROOT, config)
     ckpt = _trained_like(tmp_path, build_model(load_config(path)), True)
     out = tmp_path / 'model.onnx'
-    result = export(path, str(out), shape=(96, 128), checkpoint=ckpt,
-                    check=['81x145', '130x97'])
+    result = export(
+        path,
+        str(out),
+        shape=(96, 128),
+        checkpoint=ckpt,
+        check=['81x145', '130x97'])
     assert 'BGR 0-255, normalised in the graph' in result['expects']
     assert len(result['checked']) == 2
     assert all(diff <= 1e-4 for *_, diff in result['checked'])
@@ -113,8 +127,8 @@ def test_adaptive_pooling_is_refused_in_one_line(tmp_path):
     tool says so (no traceback) and leaves no file."""
     config = osp.join(REPO_ROOT, 'configs/pspnet/emo_1m_ade20k.py')
     out = tmp_path / 'pspnet.onnx'
-    with pytest.raises(UserError,
-                       match=r'pools to fixed output sizes .*PSPNet'):
+    with pytest.raises(
+            UserError, match=r'pools to fixed output sizes .*PSPNet'):
         export(config, str(out), shape=(96, 128))
     assert list(tmp_path.iterdir()) == []
 
@@ -140,7 +154,7 @@ def test_a_folding_error_fails_the_check(tmp_path, monkeypatch):
 def test_refusals_write_nothing(tmp_path):
     existing = tmp_path / 'old.onnx'
     existing.write_bytes(b'keep me')
-    with pytest.raises(UserError, match='pass --force'):
+    with pytest.raises(UserError, match='pass force=True'):
         export('1m', str(existing))
     assert existing.read_bytes() == b'keep me'
     with pytest.raises(UserError, match="'3m' is neither"):
@@ -149,11 +163,15 @@ def test_refusals_write_nothing(tmp_path):
     with pytest.raises(UserError, match="EMOv2-20M is emov2-20m"):
         export('20m', str(tmp_path / 'a.onnx'))
     with pytest.raises(UserError, match='unexpected keyword .*no_such'):
-        export('emov2-1m', str(tmp_path / 'a.onnx'),
-               backbone_options=dict(no_such=1))
+        export(
+            'emov2-1m',
+            str(tmp_path / 'a.onnx'),
+            backbone_options=dict(no_such=1))
     with pytest.raises(UserError, match='apply to a bare backbone'):
-        export(osp.join(REPO_ROOT, 'configs/ssdlite/emov2_1m_coco.py'),
-               str(tmp_path / 'a.onnx'), backbone_options=dict(a=1))
+        export(
+            osp.join(REPO_ROOT, 'configs/ssdlite/emov2_1m_coco.py'),
+            str(tmp_path / 'a.onnx'),
+            backbone_options=dict(a=1))
     with pytest.raises(UserError, match='checkpoint /no/w.pth'):
         export('1m', str(tmp_path / 'a.onnx'), checkpoint='/no/w.pth')
     with pytest.raises(UserError, match="'12' is not HxW"):
@@ -161,14 +179,19 @@ def test_refusals_write_nothing(tmp_path):
     # An EMO checkpoint for an EMOv2 backbone: refused, naming both.
     emo = tmp_path / 'emo_1m.pth'
     torch.save(EMO(arch='1m').state_dict(), emo)
-    with pytest.raises(UserError, match='EMO-1M weights, but the model is '
-                       'EMOv2-1M'):
+    with pytest.raises(
+            UserError, match='EMO-1M weights, but the model is '
+            'EMOv2-1M'):
         export('emov2-1m', str(tmp_path / 'a.onnx'), checkpoint=str(emo))
     emo.unlink()
     # A check that fails (no tolerance at all) leaves no file behind.
-    with pytest.raises(UserError, match='> --atol 0.0'):
-        export('1m', str(tmp_path / 'a.onnx'), shape=(64, 64),
-               check=['45x77'], atol=0.0)
+    with pytest.raises(UserError, match='> atol=0.0'):
+        export(
+            '1m',
+            str(tmp_path / 'a.onnx'),
+            shape=(64, 64),
+            check=['45x77'],
+            atol=0.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['old.onnx']
 
 
@@ -179,26 +202,32 @@ def test_command_line(tmp_path):
     the check compares a non-trivial fold); a refusal is one line."""
     model, *_ = backbone_for_export(
         'emov2-1m', [7, 7, 5, 4],
-        options=dict(dw_norm_cfg=dict(type='LN2d', eps=1e-6),
-                     dw_act_cfg=dict(type='GELU')))
+        options=dict(
+            dw_norm_cfg=dict(type='LN2d', eps=1e-6),
+            dw_act_cfg=dict(type='GELU')))
     ckpt = _trained_like(tmp_path, model)
     out = tmp_path / 'emov2_1m.onnx'
     log = run_python('tools/deployment/export_onnx.py', 'emov2-1m', str(out),
                      '--shape', '64', '64', '--window-size', '7', '7', '5',
                      '4', '--backbone-options',
                      "dw_norm_cfg=dict(type='LN2d',eps=1e-6)",
-                     'dw_act_cfg.type=GELU', '--checkpoint', ckpt,
-                     '--check', '45x77', '100x33').stdout
+                     'dw_act_cfg.type=GELU', '--checkpoint', ckpt, '--check',
+                     '45x77', '100x33').stdout
     assert 'matches PyTorch within --atol 0.0001 at 2 sizes' in log
     assert f'wrote {out}' in log and out.is_file()
     # The LayerNorms after the depthwise convs are in the graph.
-    layer_norms = [n for n in onnx.load(str(out)).graph.node
-                   if n.op_type == 'LayerNormalization']
+    layer_norms = [
+        n for n in onnx.load(str(out)).graph.node
+        if n.op_type == 'LayerNormalization'
+    ]
     assert len(layer_norms) >= sum(EMOv2.arch_settings['1m']['depths'])
     status, refused = run_tool('deployment/export_onnx.py', '3m',
                                tmp_path / 'a.onnx')
     assert status != 0 and 'Traceback' not in refused
     assert "error: '3m' is neither a backbone name" in refused
+    # The library's argument names become the tool's flags.
+    status, refused = run_tool('deployment/export_onnx.py', 'emov2-1m', out)
+    assert status == 1 and f'{out} exists; pass --force to' in refused
 
 
 # ---------------------------------------------------------------- EMOv2
@@ -217,6 +246,38 @@ def test_backbone_names():
     assert all(parse_backbone(name) for name in names)
 
 
+@pytest.mark.parametrize('shape', [(224, 224), (320, 320), (512, 512),
+                                   (256, 192), (64, 64)])
+def test_check_sizes_leave_a_remainder_everywhere(shape):
+    """Each default check size is odd (no stride divides it), not a
+    multiple of 7, and its stride-16 map divides into no window."""
+    sizes = default_check_sizes(shape)
+    assert len(sizes) == 3 and len(set(sizes)) == 3
+    for size in (n for pair in sizes for n in pair):
+        assert size % 2 == 1 and size % 7 != 0, sizes
+        assert all(-(-size // 16) % w for w in WINDOW_SIZES), sizes
+
+
+def test_deploy_folds_each_module_once(monkeypatch):
+    """The driver calls switch_to_deploy on the outermost modules that have
+    it (the backbone folds its own blocks), each once, and counts them."""
+    from emo_mm.models.backbones.emo import iRMB
+    calls = []
+    original = iRMB.switch_to_deploy
+
+    def counted(self):
+        calls.append(self)
+        original(self)
+
+    monkeypatch.setattr(iRMB, 'switch_to_deploy', counted)
+    holder = torch.nn.Sequential(EMO(arch='1m').eval(), torch.nn.ReLU())
+    assert deploy(holder) == 1
+    blocks = [m for m in holder.modules() if isinstance(m, iRMB)]
+    assert len(calls) == len(blocks) == 1 + sum(
+        EMO.arch_settings['1m']['depths'])
+    assert len(set(map(id, calls))) == len(calls)
+
+
 def _randomize(model, run=None, shape=(64, 80)):
     """Weights as trained ones look, so that a check proves something:
     LayerScales near 0.5 (at their initial 1e-6 the stride-8..32 outputs of
@@ -230,8 +291,7 @@ def _randomize(model, run=None, shape=(64, 80)):
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.endswith('gamma'):
-                param.copy_(torch.rand(param.shape, generator=gen) * 0.4 +
-                            0.3)
+                param.copy_(torch.rand(param.shape, generator=gen) * 0.4 + 0.3)
         for m in norms:
             m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
             m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.2 - 0.1)
@@ -249,18 +309,18 @@ def _randomize(model, run=None, shape=(64, 80)):
 def test_deploy_folds_emov2(dw_norm):
     """deploy() leaves no BatchNorm and no LayerScale in an EMOv2 backbone
     (either norm after the depthwise convs), and the same outputs."""
-    options = dict(dw_norm_cfg=dict(type='LN2d', eps=1e-6),
-                   dw_act_cfg=dict(type='GELU')) if dw_norm == 'LN2d' else {}
-    model, *_ = backbone_for_export('emov2-1m', [7, 7, 5, 4],
-                                    options=options)
+    options = dict(
+        dw_norm_cfg=dict(type='LN2d', eps=1e-6), dw_act_cfg=dict(
+            type='GELU')) if dw_norm == 'LN2d' else {}
+    model, *_ = backbone_for_export('emov2-1m', [7, 7, 5, 4], options=options)
     _randomize(model)
     x = torch.randn(2, 3, 61, 83)
     with torch.no_grad():
         expected = model(x)
     deploy(model)
     assert not any(isinstance(m, _BatchNorm) for m in model.modules())
-    assert not any(name.endswith('gamma')
-                   for name, _ in model.named_parameters())
+    assert not any(
+        name.endswith('gamma') for name, _ in model.named_parameters())
     with torch.no_grad():
         got = model(x)
     assert len(got) == 5
@@ -275,22 +335,26 @@ def test_emov2_backbone_graph_serves_any_size(tmp_path):
     ckpt = tmp_path / 'emov2_2m.pth'
     torch.save(_randomize(EMOv2(arch='2m')).state_dict(), ckpt)
     out = tmp_path / 'emov2_2m.onnx'
-    result = export('EMOv2-2M', str(out), checkpoint=str(ckpt),
-                    shape=(64, 64), window_size=[7, 7, 5, 4],
-                    check=['45x77', '100x33'])
+    result = export(
+        'EMOv2-2M',
+        str(out),
+        checkpoint=str(ckpt),
+        shape=(64, 64),
+        window_size=[7, 7, 5, 4],
+        check=['45x77', '100x33'])
     assert [(h, w) for _, h, w, _, _ in result['checked']] == [(45, 77),
-                                                             (100, 33)]
+                                                               (100, 33)]
     assert all(diff <= 1e-4 for *_, diff in result['checked'])
     session, dims = _dims(out)
     assert dims == ['batch', 3, 'height', 'width']
-    assert [o.name for o in session.get_outputs()] == [
-        'stride2', 'stride4', 'stride8', 'stride16', 'stride32']
+    assert [o.name for o in session.get_outputs()
+            ] == ['stride2', 'stride4', 'stride8', 'stride16', 'stride32']
     torch.manual_seed(0)
     x = torch.randn(3, 3, 59, 123)
     got = session.run(None, {'input': x.numpy()})
     assert [g.shape[1:] for g in got] == [(16, 30, 62), (32, 15, 31),
-                                         (48, 8, 16), (120, 4, 8),
-                                         (200, 2, 4)]
+                                          (48, 8, 16), (120, 4, 8),
+                                          (200, 2, 4)]
     # The deep outputs depend on the image (they would not at init).
     assert np.abs(got[4][0] - got[4][1]).max() > 1e-2
 
@@ -316,17 +380,24 @@ def test_emov2_graph_of_the_authors_weights_reproduces_their_outputs(
     arch = emov2_fixture['arch']
     # The same model as exported: fused attention, values wider than q/k.
     model, *_ = backbone_for_export(f'emov2-{arch}', window, options=kwargs)
-    attn_blocks = [b for b in model.modules()
-                   if getattr(b, 'attn', None) is not None]
+    attn_blocks = [
+        b for b in model.modules() if getattr(b, 'attn', None) is not None
+    ]
     assert len(attn_blocks) == _attending_blocks(arch)
     for block in attn_blocks:
         assert block.attn.fused_attn
         assert block.v.conv.out_channels > block.attn.qk.out_channels // 2
-    export(f'emov2-{arch}', str(out), checkpoint=str(ckpt),
-           window_size=window, check=[], backbone_options=kwargs)
+    export(
+        f'emov2-{arch}',
+        str(out),
+        checkpoint=str(ckpt),
+        window_size=window,
+        check=[],
+        backbone_options=kwargs)
     # Both window partitions of every attending block are in the graph.
-    softmaxes = [n for n in onnx.load(str(out)).graph.node
-                 if n.op_type == 'Softmax']
+    softmaxes = [
+        n for n in onnx.load(str(out)).graph.node if n.op_type == 'Softmax'
+    ]
     assert len(softmaxes) == 2 * _attending_blocks(arch)
     session, _ = _dims(out)
     got = session.run(None, {'input': emov2_fixture['input'].numpy()})
@@ -338,8 +409,8 @@ def test_emov2_graph_of_the_authors_weights_reproduces_their_outputs(
 
 @pytest.mark.parametrize('config,names', [
     ('configs/ssdlite/emov2_1m_coco.py',
-     [f'cls_score_{i}' for i in range(6)] +
-     [f'bbox_pred_{i}' for i in range(6)]),
+     [f'cls_score_{i}'
+      for i in range(6)] + [f'bbox_pred_{i}' for i in range(6)]),
     ('configs/deeplabv3/emov2_1m_ade20k.py', ['seg_logits']),
     ('configs/sem_fpn/emov2_1m_ade20k.py', ['seg_logits']),
 ])
@@ -357,8 +428,12 @@ def test_emov2_config_graphs(tmp_path, config, names):
     ckpt = tmp_path / 'model.pth'
     torch.save({'state_dict': model.state_dict()}, ckpt)
     out = tmp_path / 'model.onnx'
-    result = export(path, str(out), checkpoint=str(ckpt), shape=(96, 128),
-                    check=['81x145', '130x97'])
+    result = export(
+        path,
+        str(out),
+        checkpoint=str(ckpt),
+        shape=(96, 128),
+        check=['81x145', '130x97'])
     assert 'BGR 0-255, normalised in the graph' in result['expects']
     assert len(result['checked']) == 2
     assert all(diff <= 1e-4 for *_, diff in result['checked'])
@@ -366,8 +441,8 @@ def test_emov2_config_graphs(tmp_path, config, names):
     assert dims == ['batch', 3, 'height', 'width']
     assert [o.name for o in session.get_outputs()] == names
     torch.manual_seed(0)
-    got = session.run(None, {'input': (torch.rand(2, 3, 81, 145) *
-                                       255).numpy()})
+    got = session.run(None,
+                      {'input': (torch.rand(2, 3, 81, 145) * 255).numpy()})
     assert np.abs(got[0][0] - got[0][1]).max() > 1e-3
 
 
@@ -403,15 +478,20 @@ def test_two_stage_detectors_are_refused_in_one_line(tmp_path):
 
 
 # ------------------------------------------------------------------ OpenVINO
-@pytest.mark.parametrize('model', ['1m', 'emov2-1m',
-                                   'configs/ssdlite/emo_1m_coco.py'])
+@pytest.mark.parametrize('model',
+                         ['1m', 'emov2-1m', 'configs/ssdlite/emo_1m_coco.py'])
 def test_openvino_ir_matches_pytorch(tmp_path, model):
     """--openvino writes the IR beside the ONNX file and checks it in fp32
     at three sizes that no window divides, within 1e-4 like ONNX Runtime,
     against the unfolded model with trained-like weights."""
-    pytest.importorskip('openvino', reason='openvino is optional '
-                        '(requirements/export.txt; CI installs it)')
+    pytest.importorskip(
+        'openvino',
+        reason='openvino is optional '
+        '(requirements/export.txt; CI installs it)')
     import openvino as ov
+
+    # The same weights whatever ran before in this process.
+    torch.manual_seed(0)
     if model.endswith('.py'):
         path = osp.join(REPO_ROOT, model)
         ckpt = _trained_like(tmp_path, build_model(load_config(path)), True)
@@ -434,8 +514,8 @@ def test_openvino_ir_matches_pytorch(tmp_path, model):
     ir = ov.Core().read_model(result['ir'])
     assert ir.input(0).get_partial_shape().is_dynamic
     consts = [op for op in ir.get_ops() if op.get_type_name() == 'Constant']
-    assert not any(str(c.get_element_type()) == '<Type: \'float16\'>'
-                   for c in consts)
+    assert not any(
+        str(c.get_element_type()) == '<Type: \'float16\'>' for c in consts)
 
 
 def test_openvino_runs_in_fp32():
@@ -454,7 +534,7 @@ def test_openvino_refusals_write_nothing(tmp_path):
     with pytest.raises(UserError, match='must end in .onnx'):
         export('1m', str(out), openvino=True)
     (tmp_path / 'emo.xml').write_text('kept')
-    with pytest.raises(UserError, match='emo.xml exists; pass --force'):
+    with pytest.raises(UserError, match='emo.xml exists; pass force=True'):
         export('1m', str(tmp_path / 'emo.onnx'), openvino=True)
     assert (tmp_path / 'emo.xml').read_text() == 'kept'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['emo.xml']

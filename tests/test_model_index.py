@@ -134,20 +134,23 @@ def _readme_numbers(readme):
             if not line.startswith('|'):
                 header = None
                 continue
-            cells = [cell.strip() for cell in line.strip().strip('|')
-                     .split('|')]
+            cells = [
+                cell.strip() for cell in line.strip().strip('|').split('|')
+            ]
             if header is None:
                 header = cells
                 continue
             links = [re.search(r'\]\(([^)/]+\.py)\)', cell) for cell in cells]
             names = [link.group(1) for link in links if link]
-            params = [c for h, c in zip(header, cells)
-                      if h.startswith('params')]
-            flops = [c.split()[0] for h, c in zip(header, cells)
-                     if 'FLOPs' in h and 'measured' in h]
+            params = [
+                c for h, c in zip(header, cells) if h.startswith('params')
+            ]
+            flops = [
+                c.split()[0] for h, c in zip(header, cells)
+                if 'FLOPs' in h and 'measured' in h
+            ]
             if names and params and flops:
-                numbers[names[0]] = (int(params[0].replace(',', '')),
-                                     flops[0])
+                numbers[names[0]] = (int(params[0].replace(',', '')), flops[0])
     return numbers
 
 
@@ -166,8 +169,8 @@ def test_models_are_complete():
         no_release = osp.basename(model['Config']).startswith('emov2_20m_')
         if 'Results' in model or model['Config'] != NO_RESULT:
             results = model['Results']
-            assert results and all(r['Task'] and r['Dataset']
-                                   and r['Metrics'] for r in results), name
+            assert results and all(r['Task'] and r['Dataset'] and r['Metrics']
+                                   for r in results), name
         if not model['Config'].startswith(CLASSIFIERS):
             # No trained detector or segmentor was released: a Weights here
             # would hand model-index readers (mim, mmpretrain's ModelHub) a
@@ -222,18 +225,19 @@ def test_dense_entries_name_the_checkpoint_their_backbone_starts_from(config):
     released ImageNet classifier of the same family and variant, and the
     folder's README table names it in the config's row."""
     model, = [m for m in _models() if m['Config'] == config]
-    init_cfg = shipped_config(config[len('configs/'):]).model.backbone.get(
-        'init_cfg')
+    init_cfg = shipped_config(
+        config[len('configs/'):]).model.backbone.get('init_cfg')
     expected = init_cfg['checkpoint'] if init_cfg else None
     assert model['Metadata'].get('Backbone Weights') == expected
-    row = _readme_rows(osp.join(osp.dirname(config), 'README.md'))[
-        osp.basename(config)]
+    row = _readme_rows(osp.join(osp.dirname(config),
+                                'README.md'))[osp.basename(config)]
     if expected is None:
         assert osp.basename(config).startswith('emov2_20m_')
         assert 'none released' in row
         return
     classifiers = {
-        m['Weights'] for m in _models()
+        m['Weights']
+        for m in _models()
         if m['Config'].startswith(CLASSIFIERS) and 'Weights' in m
     }
     assert expected in classifiers

@@ -7,11 +7,10 @@ import re
 import runpy
 
 import pytest
+from conftest import FIXTURES, REPO_ROOT, run_command
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
-
-from conftest import FIXTURES, REPO_ROOT, run_command
 
 REQUIREMENTS = osp.join(REPO_ROOT, 'requirements')
 # mmcv-lite is mmcv built without its compiled ops: the same `mmcv` package.
@@ -55,8 +54,10 @@ def declared(monkeypatch_module):
     monkeypatch_module.chdir(REPO_ROOT)
     runpy.run_path(osp.join(REPO_ROOT, 'setup.py'), run_name='__main__')
     runtime = [Requirement(r) for r in captured['install_requires']]
-    extras = {name: [Requirement(r) for r in reqs]
-              for name, reqs in captured['extras_require'].items()}
+    extras = {
+        name: [Requirement(r) for r in reqs]
+        for name, reqs in captured['extras_require'].items()
+    }
     return runtime, extras
 
 
@@ -104,18 +105,24 @@ def test_the_lock_pins_the_whole_environment():
     if not osp.isfile(osp.join(sys.prefix, '.emo_mm_stamp')):
         pytest.skip(f'{sys.prefix} is not an environment of '
                     'tools/bootstrap.sh')
-    lock = {name: exact_version(req)
-            for name, req in read_pins('constraints.txt').items()}
+    lock = {
+        name: exact_version(req)
+        for name, req in read_pins('constraints.txt').items()
+    }
     # Only site-packages: setuptools adds its vendored copies to the
     # module search path.
-    paths = sorted({sysconfig.get_path('purelib'),
-                    sysconfig.get_path('platlib')})
+    paths = sorted(
+        {sysconfig.get_path('purelib'),
+         sysconfig.get_path('platlib')})
     installed = {
         canonicalize_name(d.metadata['Name']): Version(d.version)
         for d in metadata.distributions(path=paths)
     }
-    unpinned = {name: version for name, version in installed.items()
-                if name not in ('pip', 'emo-mm') and lock.get(name) != version}
+    unpinned = {
+        name: version
+        for name, version in installed.items()
+        if name not in ('pip', 'emo-mm') and lock.get(name) != version
+    }
     assert not unpinned, \
         f'installed but not pinned at this version: {unpinned}'
     # Exact pins only: a range would let two machines differ.
@@ -168,12 +175,15 @@ def test_oldest_versions_pass_the_backbone_tests():
     then: a second interpreter with its own torch, importing and running
     the backbone tests, is what proves the oldest versions."""
     env = dict(os.environ, EMO_MM_OLDEST_DESELECT=OLDEST_DESELECT)
-    proc = run_command(['bash', 'tools/check_oldest.sh', *OLDEST_TARGETS,
-                        '-v'], env=env, timeout=900)
+    proc = run_command(
+        ['bash', 'tools/check_oldest.sh', *OLDEST_TARGETS, '-v'],
+        env=env,
+        timeout=900)
     out = proc.stdout
     print(out[-3000:])
-    versions = re.search(r'\[check_oldest\] torch ([^,\s]+), mmengine '
-                         r'([^,\s]+), mmcv ([^,\s]+), numpy ([^,\s]+)', out)
+    versions = re.search(
+        r'\[check_oldest\] torch ([^,\s]+), mmengine '
+        r'([^,\s]+), mmcv ([^,\s]+), numpy ([^,\s]+)', out)
     assert versions, out[-3000:]
     oldest = read_pins('oldest.txt')
     for name, found in zip(('torch', 'mmengine', 'mmcv', 'numpy'),
@@ -188,10 +198,12 @@ def test_oldest_versions_pass_the_backbone_tests():
     passed = int(re.search(r'(\d+) passed', summary.group(1)).group(1))
     assert passed > 0 and 'failed' not in summary.group(1) \
         and 'error' not in summary.group(1), summary.group(0)
-    proven = {name: len(re.findall(rf'::{name}\S* PASSED', out))
-              for name in ('test_parity_with_authors_model',
-                           'test_local_files_are_refused',
-                           'test_mmengine_checkpoint_over_http_loads')}
+    proven = {
+        name: len(re.findall(rf'::{name}\S* PASSED', out))
+        for name in ('test_parity_with_authors_model',
+                     'test_local_files_are_refused',
+                     'test_mmengine_checkpoint_over_http_loads')
+    }
     if not osp.isdir(FIXTURES):  # no fixtures (a user's checkout): skipped
         proven.pop('test_parity_with_authors_model')
     else:
@@ -208,8 +220,11 @@ def test_bootstrap_stops_before_the_mmcv_build_without_a_compiler(tmp_path):
     python = venv / 'bin' / 'python'
     python.write_text('#!/bin/sh\n')
     python.chmod(0o755)
-    env = dict(os.environ, EMO_MM_VENV=str(venv), CXX='no-such-c++',
-               EMO_MM_WHEEL_CACHE=str(tmp_path / 'wheels'))
+    env = dict(
+        os.environ,
+        EMO_MM_VENV=str(venv),
+        CXX='no-such-c++',
+        EMO_MM_WHEEL_CACHE=str(tmp_path / 'wheels'))
     proc = run_command(['bash', 'tools/bootstrap.sh'], env=env, check=False)
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[-1] == (

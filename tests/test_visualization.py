@@ -21,8 +21,7 @@ PALETTE = [(180, 120, 120), (6, 230, 230), (4, 200, 3), (140, 140, 140),
 def build(**kwargs):
     init_default_scope('mmseg')
     visualizer = VISUALIZERS.build(
-        dict(type='LegendSegVisualizer', name=f'legend{id(kwargs)}',
-             **kwargs))
+        dict(type='LegendSegVisualizer', name=f'legend{id(kwargs)}', **kwargs))
     visualizer.set_dataset_meta(classes=CLASSES, palette=PALETTE)
     return visualizer
 
@@ -67,13 +66,15 @@ def test_small_image_enlarged_with_a_legend_of_every_class(tmp_path):
 def test_large_image_kept_and_shapes_agree(tmp_path):
     visualizer = build()
     image = np.zeros((400, 500, 3), np.uint8)
-    drawn = visualizer._draw_sem_seg(image, sample(400, 500).gt_sem_seg,
-                                     CLASSES, PALETTE)
+    drawn = visualizer._draw_sem_seg(image,
+                                     sample(400, 500).gt_sem_seg, CLASSES,
+                                     PALETTE)
     assert drawn.shape[1] == 500 and drawn.shape[0] > 400
     assert np.array_equal(visualizer.get_image(), drawn)
 
 
 def test_min_size_checked():
-    with pytest.raises(ValueError, match='min_size must be a positive int, '
-                       'got 0'):
+    with pytest.raises(
+            ValueError, match='min_size must be a positive int, '
+            'got 0'):
         build(min_size=0)

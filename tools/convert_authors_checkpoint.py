@@ -19,9 +19,8 @@ or not). The variant is read from the weights; ``--arch`` makes it a check.
 An existing DST is not overwritten unless ``--force`` is given.
 """
 import argparse
-import sys
 
-from emo_mm import UserError
+from emo_mm.errors import run_tool
 from emo_mm.models import EMO, EMOv2
 from emo_mm.models.convert import TARGETS, convert_checkpoint
 
@@ -43,18 +42,17 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    """Run the command line; returns the exit code."""
     args = parse_args(argv)
-    try:
-        variant, what, count = convert_checkpoint(args.src, args.dst,
-                                                  args.to, args.arch,
-                                                  args.force)
-    except UserError as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    variant, what, count = convert_checkpoint(args.src, args.dst, args.to,
+                                              args.arch, args.force)
     print(f'wrote {args.dst}: {variant} {what}, {count} tensors')
-    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(
+        main,
+        flags={
+            'force=True': '--force',
+            "arch='": "--arch '",
+            "to='": "--to '"
+        })

@@ -50,9 +50,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    written = draw_predictions(args.config, args.checkpoint, args.input,
-                               args.out_dir, args.device, args.score_thr,
-                               args.cfg_options, not args.no_deploy)
+    written = draw_predictions(
+        args.config,
+        args.checkpoint,
+        args.input,
+        args.out_dir,
+        args.device,
+        args.score_thr,
+        args.cfg_options,
+        not args.no_deploy,
+        report=print)
     print(f'wrote {len(written)} image(s):')
     for path in written:
         print(f'  {path}')

@@ -18,14 +18,11 @@ import torch
 
 import emo_mm
 from emo_mm.analysis import PAPER, count_backbone
-from emo_mm.models import EMO, EMOv2, ours_to_authors
-
-BACKBONES = {'EMO': EMO, 'EMOv2': EMOv2}
+from emo_mm.models import EMO, FAMILIES, ours_to_authors
 
 
 def check_authors_checkpoint(arch, size, workdir, backbone=EMO):
-    source = backbone(arch=arch, out_indices=(0, 1, 2, 3, 4),
-                      final_norm=True)
+    source = backbone(arch=arch, out_indices=(0, 1, 2, 3, 4), final_norm=True)
     # Random BN statistics and (EMOv2) LayerScales, so the check covers them
     # too.
     with torch.no_grad():
@@ -39,19 +36,22 @@ def check_authors_checkpoint(arch, size, workdir, backbone=EMO):
     path = osp.join(workdir,
                     f'{backbone.family.lower()}_{arch}_authors_layout.pth')
     torch.save(ours_to_authors(source.state_dict()), path)
-    loaded = backbone(arch=arch, out_indices=(0, 1, 2, 3, 4),
-                      final_norm=True,
-                      init_cfg=dict(type='Pretrained', checkpoint=path))
+    loaded = backbone(
+        arch=arch,
+        out_indices=(0, 1, 2, 3, 4),
+        final_norm=True,
+        init_cfg=dict(type='Pretrained', checkpoint=path))
     loaded.init_weights()
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         diffs = [(a - b).abs().max().item()
-                 for a, b in zip(source.eval()(x), loaded.eval()(x))]
+                 for a, b in zip(source.eval()(x),
+                                 loaded.eval()(x))]
     return max(diffs)
 
 
 def print_table(family, size):
-    backbone = BACKBONES[family]
+    backbone = FAMILIES[family]
     header = (f'{family:<5}{"backbone":>10}{"+head":>9}{"FLOPs":>9}'
               f'{"paper@224":>16}  feature shapes (C, H, W), strides 2-32')
     print(header)
@@ -65,8 +65,10 @@ def print_table(family, size):
         with torch.no_grad():
             outs = model(torch.randn(1, 3, size, size))
         shapes = ' '.join(str(tuple(o.shape[1:])) for o in outs)
-        paper = '{} / {}'.format(*(n or '-' for n in PAPER.get(
-            f'imagenet/{family.lower()}_{arch}', (None, None))))
+        paper = '{} / {}'.format(
+            *(n or '-'
+              for n in PAPER.get(f'imagenet/{family.lower()}_{arch}', (None,
+                                                                       None))))
         print(f'{arch:<5}{params / 1e6:>9.3f}M{with_head / 1e6:>8.3f}M'
               f'{flops / 1e6:>8.1f}M{paper:>16}  {shapes}')
 
@@ -74,8 +76,11 @@ def print_table(family, size):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--input-size', type=int, default=224)
-    parser.add_argument('--families', nargs='+', default=list(BACKBONES),
-                        choices=list(BACKBONES))
+    parser.add_argument(
+        '--families',
+        nargs='+',
+        default=list(FAMILIES),
+        choices=list(FAMILIES))
     args = parser.parse_args()
     size = args.input_size
 
@@ -89,7 +94,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as workdir:
         for family in args.families:
-            backbone = BACKBONES[family]
+            backbone = FAMILIES[family]
             for arch in backbone.arch_settings:
                 diff = check_authors_checkpoint(arch, size, workdir, backbone)
                 status = 'OK' if diff == 0 else 'MISMATCH'

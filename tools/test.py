@@ -2,15 +2,16 @@
 config that imports emo_mm, and print its metrics.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
-        [--show-dir DIR] [--tta] [--no-deploy] [--cfg-options KEY=VALUE ...] [--launcher pytorch]
+        [--show-dir DIR] [--tta] [--no-deploy] [--cfg-options KEY=VALUE ...]
+        [--launcher pytorch]
 
 Multi-GPU runs go through torchrun: tools/dist_test.sh.
 """
 import argparse
 
-from emo_mm.errors import run_tool
 from emo_mm.config import load_config
 from emo_mm.engine import runner as tool
+from emo_mm.errors import run_tool
 from emo_mm.utils import check_checkpoint
 
 
@@ -19,20 +20,16 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file or URL')
     parser.add_argument('--work-dir', help='where the test logs go')
-    parser.add_argument('--out',
-                        help='dump the predictions to this pickle file')
-    parser.add_argument('--show',
-                        action='store_true',
-                        help='show results in a window')
-    parser.add_argument('--show-dir',
-                        help='write pictures of the predictions here')
-    parser.add_argument('--wait-time',
-                        type=float,
-                        default=2,
-                        help='seconds per --show')
-    parser.add_argument('--tta',
-                        action='store_true',
-                        help='test-time augmentation')
+    parser.add_argument(
+        '--out', help='dump the predictions to this pickle file')
+    parser.add_argument(
+        '--show', action='store_true', help='show results in a window')
+    parser.add_argument(
+        '--show-dir', help='write pictures of the predictions here')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='seconds per --show')
+    parser.add_argument(
+        '--tta', action='store_true', help='test-time augmentation')
     parser.add_argument(
         '--no-deploy',
         action='store_true',
@@ -49,8 +46,9 @@ def main():
     check_checkpoint(args.checkpoint)
     tool.check_data_root(cfg, 'test_dataloader')
     tool.setup_launcher(cfg, args.launcher, args.local_rank)
-    cfg.work_dir = (args.work_dir or cfg.get('work_dir')
-                    or tool.default_work_dir(args.config))
+    cfg.work_dir = (
+        args.work_dir or cfg.get('work_dir')
+        or tool.default_work_dir(args.config))
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         tool.enable_visualization(cfg, args.show, args.show_dir,

@@ -1,4 +1,5 @@
-"""Train any emo_mm config, or any mmdet/mmseg/mmpretrain config that imports emo_mm.
+"""Train any emo_mm config, or any mmdet/mmseg/mmpretrain config that imports
+emo_mm.
 
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
         [--resume [CKPT]] [--cfg-options KEY=VALUE ...] [--launcher pytorch]
@@ -7,9 +8,9 @@ Multi-GPU and multi-node runs go through torchrun: tools/dist_train.sh.
 """
 import argparse
 
-from emo_mm.errors import run_tool
 from emo_mm.config import load_config
 from emo_mm.engine import runner as tool
+from emo_mm.errors import run_tool
 from emo_mm.utils import check_checkpoint
 
 
@@ -44,8 +45,9 @@ def main():
     if args.auto_scale_lr:
         tool.enable_auto_scale_lr(cfg)
     tool.setup_launcher(cfg, args.launcher, args.local_rank)
-    cfg.work_dir = (args.work_dir or cfg.get('work_dir')
-                    or tool.default_work_dir(args.config))
+    cfg.work_dir = (
+        args.work_dir or cfg.get('work_dir')
+        or tool.default_work_dir(args.config))
     if args.resume and args.resume != 'auto':
         check_checkpoint(args.resume, '--resume checkpoint')
     if cfg.get('load_from') and not args.resume:

@@ -1,11 +1,12 @@
-# DeepLabV3 with EMO-1M on ADE20K, 512x512 crops, 80k iterations: the authors'
-# recipe (shared reference log DeepLabv3_EMO_1M: 33.5 mIoU on 8 GPUs x 4 images).
+# DeepLabV3 with EMO-1M on ADE20K, 512x512 crops, 80k iterations: the
+# authors' recipe (shared reference log DeepLabv3_EMO_1M: 33.5 mIoU on 8 GPUs
+# x 4 images).
 _base_ = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-80k_ade20k-512x512.py'
 work_dir = './work_dirs/deeplabv3/emo_1m_ade20k'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 # Override with --cfg-options model.backbone.init_cfg.checkpoint=/path/net.pth
-pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_1M/net.pth'
+pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_1M/net.pth'  # noqa: E501
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     # EncoderDecoder hands `pretrained` to the backbone; the weights come
@@ -24,7 +25,10 @@ model = dict(
         norm_cfg=norm_cfg,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(
-        in_channels=168, in_index=3, channels=256, dilations=(1, 12, 24, 36),
+        in_channels=168,
+        in_index=3,
+        channels=256,
+        dilations=(1, 12, 24, 36),
         norm_cfg=norm_cfg),
     auxiliary_head=dict(
         in_channels=80, in_index=2, channels=256, norm_cfg=norm_cfg),
@@ -40,11 +44,10 @@ optim_wrapper = dict(
     # No weight decay where the authors' model names a parameter "norm": the
     # iRMB pre-norms and the BN after each depthwise conv (conv_local.bn in
     # emo_mm). The stem BN and the heads' norms are decayed, as in their runs.
-    paramwise_cfg=dict(
-        custom_keys={
-            '.norm.': dict(decay_mult=0.0),
-            '.conv_local.bn.': dict(decay_mult=0.0),
-        }))
+    paramwise_cfg=dict(custom_keys={
+        '.norm.': dict(decay_mult=0.0),
+        '.conv_local.bn.': dict(decay_mult=0.0),
+    }))
 # Poly decay to 0 over the 80k iterations (the authors' min_lr=0.0); the
 # base's 8k-iteration evaluation and checkpoint intervals are theirs too.
 param_scheduler = [

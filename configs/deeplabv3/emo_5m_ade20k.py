@@ -2,7 +2,7 @@
 _base_ = './emo_1m_ade20k.py'
 work_dir = './work_dirs/deeplabv3/emo_5m_ade20k'
 
-pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_5M/net.pth'
+pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_5M/net.pth'  # noqa: E501
 model = dict(
     backbone=dict(
         arch='5m',

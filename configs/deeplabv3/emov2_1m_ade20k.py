@@ -66,9 +66,7 @@ optim_wrapper = dict(
 # decay to 0 at 80k. The base's 8k-iteration evaluation and checkpoint
 # intervals are theirs too.
 param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=1e-5, by_epoch=False, begin=0,
-        end=500),
+    dict(type='LinearLR', start_factor=1e-5, by_epoch=False, begin=0, end=500),
     dict(
         type='CosineAnnealingLR',
         T_max=40000,

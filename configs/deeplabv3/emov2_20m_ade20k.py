@@ -11,7 +11,8 @@ model = dict(
         # loaded its own ../pretrained/emo2_20M.pth), so this config starts
         # the backbone from random weights, which will not reach their
         # mIoU. Give a checkpoint with
-        # --cfg-options model.backbone.init_cfg="dict(type='Pretrained',checkpoint='PATH')"
+        # --cfg-options \
+        #   model.backbone.init_cfg="dict(type='Pretrained',checkpoint='PATH')"
         init_cfg=None),
     decode_head=dict(in_channels=448),
     auxiliary_head=dict(in_channels=320))

@@ -23,8 +23,7 @@ scale = (240, 180)  # ADE20K's (2048, 512) at the scenes' size
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        norm_cfg=dict(type='BN'), drop_path_rate=0.0, init_cfg=None),
+    backbone=dict(norm_cfg=dict(type='BN'), drop_path_rate=0.0, init_cfg=None),
     decode_head=dict(num_classes=num_classes, norm_cfg=dict(type='BN')),
     auxiliary_head=dict(num_classes=num_classes, norm_cfg=dict(type='BN')))
 
@@ -32,7 +31,9 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(
-        type='RandomResize', scale=scale, ratio_range=(0.5, 2.0),
+        type='RandomResize',
+        scale=scale,
+        ratio_range=(0.5, 2.0),
         keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
@@ -71,8 +72,7 @@ param_scheduler = [
         by_epoch=False)
 ]
 default_hooks = dict(
-    checkpoint=dict(interval=200, max_keep_ckpts=2),
-    logger=dict(interval=20))
+    checkpoint=dict(interval=200, max_keep_ckpts=2), logger=dict(interval=20))
 auto_scale_lr = dict(base_batch_size=8)
 # The random generators' states in checkpoints: --resume repeats the run.
 custom_hooks = [dict(type='RandomStateHook')]

@@ -9,13 +9,12 @@ _base_ = '../imagenet/emo_1m_in1k.py'
 work_dir = './work_dirs/demo/emo_1m_shapes_cls'
 
 data_root = 'data/shapes_imagenet'
-metainfo = dict(classes=('circle', 'ring', 'square', 'bar', 'triangle',
-                         'cross', 'star', 'hexagon'))
+metainfo = dict(
+    classes=('circle', 'ring', 'square', 'bar', 'triangle', 'cross', 'star',
+             'hexagon'))
 size = 64
 
-model = dict(
-    backbone=dict(drop_path_rate=0.0),
-    head=dict(num_classes=8))
+model = dict(backbone=dict(drop_path_rate=0.0), head=dict(num_classes=8))
 data_preprocessor = dict(num_classes=8)
 
 train_pipeline = [
@@ -31,8 +30,12 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=size, edge='short', backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='ResizeEdge',
+        scale=size,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=size),
     dict(type='PackInputs'),
 ]
@@ -42,31 +45,50 @@ train_dataloader = dict(
     persistent_workers=True,
     drop_last=False,  # the generated sets are small: keep every image
     dataset=dict(
-        type='ImageNet', data_root=data_root, split='train',
-        metainfo=metainfo, pipeline=train_pipeline))
+        type='ImageNet',
+        data_root=data_root,
+        split='train',
+        metainfo=metainfo,
+        pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=32,
     num_workers=2,
     persistent_workers=True,
     dataset=dict(
-        type='ImageNet', data_root=data_root, split='val',
-        metainfo=metainfo, pipeline=test_pipeline))
+        type='ImageNet',
+        data_root=data_root,
+        split='val',
+        metainfo=metainfo,
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 max_epochs = 24
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=2e-3))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=True, end=2,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=2,
-         end=max_epochs, convert_to_iter_based=True)
+    dict(
+        type='LinearLR',
+        start_factor=0.01,
+        by_epoch=True,
+        end=2,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=2,
+        end=max_epochs,
+        convert_to_iter_based=True)
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 custom_hooks = [
     dict(type='AuthorsCheckpointHook'),
-    dict(type='EMAHook', momentum=0.02, update_buffers=True,
-         evaluate_on_ema=True, evaluate_on_origin=True,
-         priority='ABOVE_NORMAL'),
+    dict(
+        type='EMAHook',
+        momentum=0.02,
+        update_buffers=True,
+        evaluate_on_ema=True,
+        evaluate_on_origin=True,
+        priority='ABOVE_NORMAL'),
     # Random generators' states in checkpoints: --resume repeats the run.
     dict(type='RandomStateHook'),
 ]

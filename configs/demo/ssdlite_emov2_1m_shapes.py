@@ -19,10 +19,13 @@ model = dict(
         downsample_layer_scale_init=1.0,
         norm_cfg=dict(type='BN'),
         channels_last=True,
+        # EMOv2's values are wider than its queries and keys, which sends
+        # scaled_dot_product_attention to its slower general path on a CPU:
+        # the plain matmul path is the same math (docs/demos.md).
+        fused_attn=False,
         init_cfg=None),
     neck=dict(
-        in_channels=(80, 180),
-        out_channels=(80, 180, 512, 256, 256, 128)),
+        in_channels=(80, 180), out_channels=(80, 180, 512, 256, 256, 128)),
     bbox_head=dict(in_channels=(80, 180, 512, 256, 256, 128)))
 # No slower projections (the EMO demo's); no weight decay on the norms, as
 # in the authors' EMOv2 runs.
@@ -35,3 +38,17 @@ optim_wrapper = dict(
             'backbone.stages.0.1.bn': dict(decay_mult=0.0),
             'conv_local.bn': dict(decay_mult=0.0),
         }))
+# A step of EMOv2-1M takes a little longer than one of EMO-1M: 1600
+# iterations fit the 10 minutes of training (docs/demos.md).
+max_iters = 1600
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=False,
+        begin=0,
+        end=max_iters,
+        T_max=max_iters,
+        eta_min=0)
+]

@@ -54,8 +54,8 @@ train_pipeline = [
         total_level=10,
         magnitude_level=9,
         magnitude_std=0.5,
-        hparams=dict(pad_val=[round(x) for x in bgr_mean],
-                     interpolation='bicubic')),
+        hparams=dict(
+            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
     dict(type='PackInputs'),
 ]
 # As the authors evaluate: short side to 256 (224 / 0.875), bicubic, centre

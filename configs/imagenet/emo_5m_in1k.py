@@ -3,8 +3,7 @@ _base_ = './emo_1m_in1k.py'
 work_dir = './work_dirs/imagenet/emo_5m_in1k'
 
 model = dict(
-    backbone=dict(arch='5m', drop_path_rate=0.05),
-    head=dict(in_channels=288))
+    backbone=dict(arch='5m', drop_path_rate=0.05), head=dict(in_channels=288))
 
 # No lr noise in the EMO-5M/6M logs; EMO-5M's log has seed 0.
 param_scheduler = dict(noise_range=None)

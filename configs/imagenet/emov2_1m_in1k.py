@@ -60,8 +60,8 @@ train_pipeline = [
         total_level=10,
         magnitude_level=9,
         magnitude_std=0.5,
-        hparams=dict(pad_val=[round(x) for x in bgr_mean],
-                     interpolation='bicubic')),
+        hparams=dict(
+            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
     dict(type='PackInputs'),
 ]
 # As the authors evaluate: short side to 256 (224 / 0.875), bicubic, centre
@@ -74,7 +74,9 @@ train_dataloader = dict(
     drop_last=True,  # as the authors: 1251 iterations per epoch at 1024
     dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=125, num_workers=8, pin_memory=True,
+    batch_size=125,
+    num_workers=8,
+    pin_memory=True,
     dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 
@@ -92,7 +94,9 @@ optim_wrapper = dict(
         type='AdamW', lr=3e-3, betas=(0.9, 0.999), eps=1e-8,
         weight_decay=0.05),
     paramwise_cfg=dict(
-        norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        flat_decay_mult=0.0,
         custom_keys={'.gamma': dict(decay_mult=0.0)}),
     clip_grad=dict(max_norm=5.0))
 # timm's CosineLRScheduler as the authors ran it, stepped per iteration:
@@ -115,7 +119,9 @@ param_scheduler = dict(
 # interval for the epoch about to start (epoch + 1), so the switch to 1 is at
 # 201: it validates after 195, 200, 201, ... but not after 196-199.
 train_cfg = dict(
-    by_epoch=True, max_epochs=300, val_interval=5,
+    by_epoch=True,
+    max_epochs=300,
+    val_interval=5,
     dynamic_intervals=[(201, 1)])
 val_cfg = dict()
 test_cfg = dict()

@@ -6,5 +6,4 @@ _base_ = './emov2_1m_in1k.py'
 work_dir = './work_dirs/imagenet/emov2_20m_in1k'
 
 model = dict(
-    backbone=dict(arch='20m', drop_path_rate=0.1),
-    head=dict(in_channels=448))
+    backbone=dict(arch='20m', drop_path_rate=0.1), head=dict(in_channels=448))

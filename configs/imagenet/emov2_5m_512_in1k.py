@@ -30,8 +30,8 @@ train_pipeline = [
         total_level=10,
         magnitude_level=9,
         magnitude_std=0.5,
-        hparams=dict(pad_val=[round(x) for x in bgr_mean],
-                     interpolation='bicubic')),
+        hparams=dict(
+            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
     dict(type='PackInputs'),
 ]
 # As the authors evaluate: short side to int(512 / 0.875) = 585, bicubic,

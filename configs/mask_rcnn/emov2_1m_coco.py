@@ -53,8 +53,7 @@ optim_wrapper = dict(
 # to 0 at epoch 12.
 max_epochs = 12
 param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=1e-5, by_epoch=False, begin=0, end=500),
+    dict(type='LinearLR', start_factor=1e-5, by_epoch=False, begin=0, end=500),
     dict(
         type='CosineAnnealingLR',
         begin=max_epochs // 2,

@@ -6,7 +6,7 @@ work_dir = './work_dirs/retinanet/emo_1m_coco'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 # Override with --cfg-options model.backbone.init_cfg.checkpoint=/path/net.pth
-pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_1M/net.pth'
+pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_1M/net.pth'  # noqa: E501
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -31,12 +31,12 @@ optim_wrapper = dict(
         type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
     # No weight decay where the authors' model names a parameter "norm": the
     # iRMB pre-norms and the BN after each depthwise conv (conv_local.bn in
-    # emo_mm). The stem BN and the neck/head norms are decayed, as in their runs.
-    paramwise_cfg=dict(
-        custom_keys={
-            '.norm.': dict(decay_mult=0.0),
-            '.conv_local.bn.': dict(decay_mult=0.0),
-        }))
+    # emo_mm). The stem BN and the neck/head norms are decayed, as in their
+    # runs.
+    paramwise_cfg=dict(custom_keys={
+        '.norm.': dict(decay_mult=0.0),
+        '.conv_local.bn.': dict(decay_mult=0.0),
+    }))
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [

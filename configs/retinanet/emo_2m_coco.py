@@ -2,10 +2,8 @@
 _base_ = './emo_1m_coco.py'
 work_dir = './work_dirs/retinanet/emo_2m_coco'
 
-pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_2M/net.pth'
+pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_2M/net.pth'  # noqa: E501
 model = dict(
     backbone=dict(
-        arch='2m',
-        drop_path_rate=0.05,
-        init_cfg=dict(checkpoint=pretrained)),
+        arch='2m', drop_path_rate=0.05, init_cfg=dict(checkpoint=pretrained)),
     neck=dict(in_channels=[32, 48, 120, 200]))

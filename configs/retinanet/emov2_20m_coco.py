@@ -10,6 +10,7 @@ model = dict(
         # The authors released no EMOv2-20M ImageNet checkpoint (their run
         # loaded ../pretrained/emo2_20M.pth), so the backbone starts from
         # random weights here. Pass yours with
-        # --cfg-options model.backbone.init_cfg="dict(type='Pretrained',checkpoint='PATH')"
+        # --cfg-options \
+        #   model.backbone.init_cfg="dict(type='Pretrained',checkpoint='PATH')"
         init_cfg=None),
     neck=dict(in_channels=[64, 128, 320, 448]))

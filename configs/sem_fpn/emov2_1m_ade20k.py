@@ -67,8 +67,7 @@ optim_wrapper = dict(
 # intervals are theirs too.
 param_scheduler = [
     dict(
-        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
-        end=1500),
+        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(
         type='CosineAnnealingLR',
         T_max=80000,

@@ -11,6 +11,7 @@ model = dict(
         # loaded its own ../pretrained/emo2_20M.pth), so this config starts
         # the backbone from random weights, which will not reach their
         # mIoU. Give a checkpoint with
-        # --cfg-options model.backbone.init_cfg="dict(type='Pretrained',checkpoint='PATH')"
+        # --cfg-options \
+        #   model.backbone.init_cfg="dict(type='Pretrained',checkpoint='PATH')"
         init_cfg=None),
     neck=dict(in_channels=[64, 128, 320, 448]))

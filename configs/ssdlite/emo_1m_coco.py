@@ -5,7 +5,7 @@ work_dir = './work_dirs/ssdlite/emo_1m_coco'
 custom_imports = dict(imports=['emo_mm'], allow_failed_imports=False)
 
 # Override with --cfg-options model.backbone.init_cfg.checkpoint=/path/net.pth
-pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_1M/net.pth'
+pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_1M/net.pth'  # noqa: E501
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -20,8 +20,7 @@ model = dict(
         norm_cfg=dict(type='SyncBN'),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(
-        in_channels=(80, 168),
-        out_channels=(80, 168, 512, 256, 256, 128)),
+        in_channels=(80, 168), out_channels=(80, 168, 512, 256, 256, 128)),
     # SSDHead that can predict under mmdet 3.3
     # (emo_mm/models/dense_heads/ssd_head.py).
     bbox_head=dict(
@@ -35,12 +34,12 @@ optim_wrapper = dict(
         type='AdamW', lr=1.2e-3, betas=(0.9, 0.999), weight_decay=0.05),
     # No weight decay where the authors' model names a parameter "norm": the
     # iRMB pre-norms and the BN after each depthwise conv (conv_local.bn in
-    # emo_mm). The stem BN and the neck/head norms are decayed, as in their runs.
-    paramwise_cfg=dict(
-        custom_keys={
-            '.norm.': dict(decay_mult=0.0),
-            '.conv_local.bn.': dict(decay_mult=0.0),
-        }))
+    # emo_mm). The stem BN and the neck/head norms are decayed, as in their
+    # runs.
+    paramwise_cfg=dict(custom_keys={
+        '.norm.': dict(decay_mult=0.0),
+        '.conv_local.bn.': dict(decay_mult=0.0),
+    }))
 # 120 epochs over RepeatDataset x5, cosine after a 500-iteration warmup, and
 # evaluation every 5 epochs all come from the mmdet base.
 default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=3))

@@ -2,7 +2,7 @@
 _base_ = './emo_1m_coco.py'
 work_dir = './work_dirs/ssdlite/emo_5m_coco'
 
-pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_5M/net.pth'
+pretrained = 'https://github.com/zhangzjn/EMO/raw/main/resources/EMO_5M/net.pth'  # noqa: E501
 model = dict(
     backbone=dict(
         arch='5m',
@@ -10,6 +10,5 @@ model = dict(
         drop_path_rate=0.05,
         init_cfg=dict(checkpoint=pretrained)),
     neck=dict(
-        in_channels=(160, 288),
-        out_channels=(160, 288, 512, 256, 256, 128)),
+        in_channels=(160, 288), out_channels=(160, 288, 512, 256, 256, 128)),
     bbox_head=dict(in_channels=(160, 288, 512, 256, 256, 128)))

@@ -23,8 +23,7 @@ model = dict(
         norm_cfg=dict(type='BN', eps=1e-6),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(
-        in_channels=(80, 180),
-        out_channels=(80, 180, 512, 256, 256, 128)),
+        in_channels=(80, 180), out_channels=(80, 180, 512, 256, 256, 128)),
     # SSDHead that can predict under mmdet 3.3 (docs/reproducing.md: the SSD
     # prediction bug of mmdet 3.3.0); same arguments and parameters.
     bbox_head=dict(
@@ -56,8 +55,7 @@ optim_wrapper = dict(
 # constant to epoch 60, then cosine to 0 at epoch 120.
 max_epochs = 120
 param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=1e-5, by_epoch=False, begin=0, end=500),
+    dict(type='LinearLR', start_factor=1e-5, by_epoch=False, begin=0, end=500),
     dict(
         type='CosineAnnealingLR',
         begin=max_epochs // 2,

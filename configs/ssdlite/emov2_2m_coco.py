@@ -8,6 +8,5 @@ model = dict(
     backbone=dict(
         arch='2m', drop_path_rate=0.05, init_cfg=dict(checkpoint=pretrained)),
     neck=dict(
-        in_channels=(120, 200),
-        out_channels=(120, 200, 512, 256, 256, 128)),
+        in_channels=(120, 200), out_channels=(120, 200, 512, 256, 256, 128)),
     bbox_head=dict(in_channels=(120, 200, 512, 256, 256, 128)))

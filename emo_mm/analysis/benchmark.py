@@ -42,7 +42,7 @@ from ..codebases import get_codebase
 from ..config import build_model
 from ..deployment import (export_onnx, export_openvino, onnxruntime_runner,
                           openvino_runner)
-from ..models import deploy
+from ..models import FAMILIES, deploy
 from .complexity import TensorMode
 
 # Per size tier, the arch of each family timed in it; EdgeNeXt is the
@@ -53,7 +53,6 @@ TIERS = {
     '5m': dict(EMO='5m', EMOv2='5m', EdgeNeXt='small'),
     '20m': dict(EMOv2='20m', EdgeNeXt='base'),
 }
-FAMILIES = ('EMO', 'EMOv2')
 # Window sizes of the downstream configs by input side: EMO-1M/2M, EMO-5M
 # (7 at 224, the ImageNet window).
 WINDOWS = {224: (7, 7), 320: (7, 10), 512: (7, 16)}
@@ -61,13 +60,10 @@ WINDOWS = {224: (7, 7), 320: (7, 10), 512: (7, 16)}
 EMOV2_WINDOWS = {224: 7}
 EMOV2_DOWNSTREAM_WINDOW = 10
 
-
 # EMOv2 is timed with every LayerScale at 0.5. Built from scratch they are
 # 1e-6, which shrinks the activations of stages 2-4 to about 1e-6 to 1e-24,
-# far from a trained model's, and on such numbers the CPU's activation
-# kernels are slow: EMOv2-1M at 224x224, batch 1, 2 threads took 36.7 ms in
-# PyTorch with 1e-6 against 22.4 ms with 0.5, and 44 against 23 ms in ONNX
-# Runtime (SiLU and GELU 17 against 1 ms), which trained weights never show.
+# far from a trained model's, where the CPU's activation kernels are slow
+# (docs/speed.md).
 TIMED_LAYER_SCALE = 0.5
 
 
@@ -75,8 +71,10 @@ def set_layer_scales(model, value=TIMED_LAYER_SCALE):
     """Set the LayerScale of every EMOv2 block in ``model`` to ``value``;
     returns how many were set."""
     from ..models import I2RMB
-    gammas = [m.gamma for m in model.modules()
-              if isinstance(m, I2RMB) and m.gamma is not None]
+    gammas = [
+        m.gamma for m in model.modules()
+        if isinstance(m, I2RMB) and m.gamma is not None
+    ]
     with torch.no_grad():
         for gamma in gammas:
             gamma.fill_(value)
@@ -127,22 +125,19 @@ def dtype_of(out) -> str:
     return str(out.dtype).replace('torch.', '')
 
 
-def build_tier(tier, size, families=FAMILIES + ('EdgeNeXt', )):
+def build_tier(tier, size, families=(*FAMILIES, 'EdgeNeXt')):
     """The tier's backbones (EMO, EMOv2, EdgeNeXt: those of ``families``
     that the tier has), bare, in eval mode, as ``[(row name, model)]``."""
     from mmpretrain.models.backbones import EdgeNeXt
 
-    from ..models import EMO, EMOv2
     models = []
     for family in FAMILIES:
         arch = TIERS[tier].get(family)
         if arch is None or family not in families:
             continue
         window = window_of(family, arch, size)
-        model = dict(EMO=EMO, EMOv2=EMOv2)[family](arch=arch,
-                                                   out_indices=(4, ),
-                                                   final_norm=True,
-                                                   window_size=window)
+        model = FAMILIES[family](
+            arch=arch, out_indices=(4, ), final_norm=True, window_size=window)
         set_layer_scales(model)
         models.append((f'{family}-{arch.upper()} (w{window})', model))
     if 'EdgeNeXt' in families:
@@ -197,7 +192,8 @@ def build_config_model(cfg, batch, shape, settings):
     if not settings.train:
         return prepare(TensorMode(model), settings)
     samples = get_codebase(cfg.default_scope).train_samples(
-        model, batch, *shape, torch.Generator().manual_seed(0))
+        model, batch, *shape,
+        torch.Generator().manual_seed(0))
     samples = [sample.to(settings.device) for sample in samples]
     return prepare(LossMode(model, samples), settings)
 
@@ -243,13 +239,13 @@ def step_fn(model, x, settings):
     returns the model's output (a training step's: before the backward)."""
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(settings.dtype)
     device_type = 'cuda' if settings.device.startswith('cuda') else 'cpu'
-    optimizer = (torch.optim.SGD(model.parameters(), lr=1e-6)
-                 if settings.train else None)
+    optimizer = (
+        torch.optim.SGD(model.parameters(), lr=1e-6)
+        if settings.train else None)
 
     def run():
-        with torch.autocast(device_type,
-                            dtype=dtype,
-                            enabled=dtype is not None):
+        with torch.autocast(
+                device_type, dtype=dtype, enabled=dtype is not None):
             if not settings.train:
                 with torch.no_grad():
                     return model(x)
@@ -269,8 +265,9 @@ def time_models(models, batch, size, settings):
     return time_runs(
         {
             name:
-            step_fn(prepare(model, settings), make_input(
-                batch, size, settings), settings)
+            step_fn(
+                prepare(model, settings), make_input(batch, size, settings),
+                settings)
             for name, model in models
         }, settings)
 
@@ -314,14 +311,17 @@ def time_runtime(models, batch, size, settings, runtime='ONNX Runtime'):
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in models:
             path = os.path.join(tmp, 'model.onnx')
-            export_onnx(prepare(model, settings), (size, size), ['features'],
-                        path,
-                        opset=17)
+            export_onnx(
+                prepare(model, settings), (size, size), ['features'],
+                path,
+                opset=17)
             if runtime == 'OpenVINO':
                 export_openvino(path, os.path.join(tmp, 'model.xml'))
-                run = openvino_runner(os.path.join(tmp, 'model.xml'),
-                                      settings.threads, x.shape,
-                                      latency=batch == 1)
+                run = openvino_runner(
+                    os.path.join(tmp, 'model.xml'),
+                    settings.threads,
+                    x.shape,
+                    latency=batch == 1)
             else:
                 run = onnxruntime_runner(path, settings.threads)
             runs[f'{name} [{RUNTIME_TAGS[runtime]}]'] = (
@@ -338,8 +338,8 @@ def _status_mb(field):
     """``field`` of /proc/self/status (VmRSS, VmHWM) in MB."""
     with open('/proc/self/status') as f:
         return next(
-            int(line.split()[1]) for line in f
-            if line.startswith(field + ':')) / 1024
+            int(line.split()[1])
+            for line in f if line.startswith(field + ':')) / 1024
 
 
 def _peak_child(name, tier, size, batch, settings, queue):
@@ -352,8 +352,8 @@ def _peak_child(name, tier, size, batch, settings, queue):
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')
     model = _build_one(name, tier, size)
-    run = step_fn(prepare(model, settings), make_input(batch, size, settings),
-                  settings)
+    run = step_fn(
+        prepare(model, settings), make_input(batch, size, settings), settings)
     for _ in range(2):
         run()
     queue.put(_status_mb('VmHWM') - baseline)
@@ -366,8 +366,9 @@ def peak_memory_mb(name, tier, size, batch, settings):
     if settings.device.startswith('cuda'):
         model = _build_one(name, tier, size)
         torch.cuda.reset_peak_memory_stats()
-        step_fn(prepare(model, settings), make_input(batch, size, settings),
-                settings)()
+        step_fn(
+            prepare(model, settings), make_input(batch, size, settings),
+            settings)()
         _sync(settings.device)
         return torch.cuda.max_memory_allocated() / 2**20
     # Children fork from a server that imported the libraries once: spawned
@@ -375,8 +376,8 @@ def peak_memory_mb(name, tier, size, batch, settings):
     context = mp.get_context('forkserver')
     context.set_forkserver_preload([__name__, 'mmpretrain.models.backbones'])
     queue = context.Queue()
-    child = context.Process(target=_peak_child,
-                            args=(name, tier, size, batch, settings, queue))
+    child = context.Process(
+        target=_peak_child, args=(name, tier, size, batch, settings, queue))
     child.start()
     child.join()
     return queue.get() if child.exitcode == 0 else float('nan')

@@ -20,22 +20,20 @@ import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 
 from ..config import build_model, input_shape, load_config
-from ..models import EMO, EMOv2
+from ..models import FAMILIES
 
 # Folders under configs/ that hold no complete model config.
 SKIP_DIRS = ('_base_', 'demo')
 
-# The backbone families by name, as ``count_backbone`` takes them.
-BACKBONES = {'EMO': EMO, 'EMOv2': EMOv2}
-
 # Numbers reported in the EMO paper (ICCV 2023): per config folder, the
 # parameters of the 1M, 2M, 5M (and 6M) models and, for the ImageNet
 # classifiers at 224x224 (which also label the bare backbones), their FLOPs.
-_PAPER_PARAMS = dict(imagenet=('1.3M', '2.3M', '5.1M', '6.1M'),
-                     ssdlite=('2.3M', '3.3M', '6.0M'),
-                     retinanet=('10.4M', '11.5M', '14.4M'),
-                     deeplabv3=('5.6M', '6.9M', '10.3M'),
-                     pspnet=('4.3M', '5.5M', '8.5M'))
+_PAPER_PARAMS = dict(
+    imagenet=('1.3M', '2.3M', '5.1M', '6.1M'),
+    ssdlite=('2.3M', '3.3M', '6.0M'),
+    retinanet=('10.4M', '11.5M', '14.4M'),
+    deeplabv3=('5.6M', '6.9M', '10.3M'),
+    pspnet=('4.3M', '5.5M', '8.5M'))
 _PAPER_FLOPS = dict(imagenet=('261M', '439M', '903M', '961M'))
 # Keyed by "<folder>/emo_<arch>", so that any config file named
 # "<folder>/emo_<arch>_<anything>.py" matches. Values: (params, FLOPs);
@@ -55,14 +53,14 @@ PAPER = {
 # ours.
 _EMOV2_ARCHES = ('1m', '2m', '5m', '20m')
 _EMOV2_PAPER = {
-    'imagenet/emov2_{}': (('1.4M', '2.3M', '5.1M', None),
-                          ('285M', '487M', '1035M', None)),
-    'ssdlite/emov2_{}': (('2.4M', '3.3M', '6.0M', '21.2M'),
-                         ('0.7G', '1.2G', '2.4G', '9.1G')),
-    'ssdlite/emov2_{}_512': (('2.4M', '3.3M', '6.0M', '21.2M'),
-                             ('2.3G', '4.0G', '8.0G', '30.3G')),
-    'retinanet/emov2_{}': (('10.5M', '11.5M', '14.4M', '29.8M'),
-                           ('142G', '146G', '158G', '220G')),
+    'imagenet/emov2_{}':
+    (('1.4M', '2.3M', '5.1M', None), ('285M', '487M', '1035M', None)),
+    'ssdlite/emov2_{}':
+    (('2.4M', '3.3M', '6.0M', '21.2M'), ('0.7G', '1.2G', '2.4G', '9.1G')),
+    'ssdlite/emov2_{}_512':
+    (('2.4M', '3.3M', '6.0M', '21.2M'), ('2.3G', '4.0G', '8.0G', '30.3G')),
+    'retinanet/emov2_{}':
+    (('10.5M', '11.5M', '14.4M', '29.8M'), ('142G', '146G', '158G', '220G')),
     'mask_rcnn/emov2_{}': (('21.2M', '22.1M', '24.8M', '39.8M'),
                            ('165G', '170G', '181G', '244G')),
     'deeplabv3/emov2_{}': (('5.6M', '6.6M', '9.9M', '26.0M'),
@@ -71,8 +69,8 @@ _EMOV2_PAPER = {
                          ('23.4G', '25.1G', '29.1G', '51.5G')),
     'segformer/emov2_{}': (('1.4M', '2.6M', '5.3M', '20.4M'),
                            ('5.0G', '10.3G', '14.4G', '36.8G')),
-    'pspnet/emov2_{}': (('4.2M', '5.2M', '8.1M', '23.6M'),
-                        ('2.9G', '4.6G', '8.6G', '30.9G')),
+    'pspnet/emov2_{}': (('4.2M', '5.2M', '8.1M', '23.6M'), ('2.9G', '4.6G',
+                                                            '8.6G', '30.9G')),
 }
 PAPER.update({
     key.format(arch): (params[i], flops[i])
@@ -93,11 +91,12 @@ def tensor_mode_samples(model: nn.Module,
         return None
     from mmdet.structures import DetDataSample
     h, w = inputs.shape[-2:]
-    meta = dict(img_shape=(h, w),
-                ori_shape=(h, w),
-                pad_shape=(h, w),
-                batch_input_shape=(h, w),
-                scale_factor=(1.0, 1.0))
+    meta = dict(
+        img_shape=(h, w),
+        ori_shape=(h, w),
+        pad_shape=(h, w),
+        batch_input_shape=(h, w),
+        scale_factor=(1.0, 1.0))
     return [DetDataSample(metainfo=meta) for _ in range(inputs.shape[0])]
 
 
@@ -114,8 +113,8 @@ class TensorMode(nn.Module):
         self.model = model
 
     def forward(self, inputs: torch.Tensor):
-        return self.model(inputs, tensor_mode_samples(self.model, inputs),
-                          mode='tensor')
+        return self.model(
+            inputs, tensor_mode_samples(self.model, inputs), mode='tensor')
 
 
 def count(model: nn.Module, inputs: torch.Tensor) -> Dict:
@@ -132,18 +131,28 @@ def count(model: nn.Module, inputs: torch.Tensor) -> Dict:
     """
     model.eval()
     # The fused attention kernel is invisible to the counter; the explicit
-    # q @ k^T and attn @ v path gives the same result and is counted.
-    for module in model.modules():
-        if hasattr(module, 'fused_attn'):
-            module.fused_attn = False
-    analyzer = FlopAnalyzer(model, (inputs, ))
-    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    with torch.no_grad():
-        flops = analyzer.total()
-    return dict(params=sum(p.numel() for p in model.parameters()),
-                flops=flops,
-                by_operator=dict(analyzer.by_operator()),
-                uncounted=dict(analyzer.unsupported_ops()))
+    # q @ k^T and attn @ v path gives the same result and is counted. The
+    # caller's setting is put back after.
+    fused = {
+        m: m.fused_attn
+        for m in model.modules() if hasattr(m, 'fused_attn')
+    }
+    for module in fused:
+        module.fused_attn = False
+    try:
+        analyzer = FlopAnalyzer(model, (inputs, ))
+        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(
+            False)
+        with torch.no_grad():
+            flops = analyzer.total()
+    finally:
+        for module, value in fused.items():
+            module.fused_attn = value
+    return dict(
+        params=sum(p.numel() for p in model.parameters()),
+        flops=flops,
+        by_operator=dict(analyzer.by_operator()),
+        uncounted=dict(analyzer.unsupported_ops()))
 
 
 def analyze_config(path: str,
@@ -165,7 +174,7 @@ def analyze_config(path: str,
     cfg = load_config(path, cfg_options)
     if shape:
         shape = tuple(shape) if len(shape) == 2 else (shape[0], shape[0])
-        source = '--shape'
+        source = 'the shape argument'
     else:
         shape, source = input_shape(cfg)
     model = build_model(cfg)
@@ -173,12 +182,13 @@ def analyze_config(path: str,
     # mmseg's auxiliary head is trained but never run in tensor mode or at
     # test time: it is in ``params`` but not in ``flops``, so say how much.
     aux = getattr(model, 'auxiliary_head', None)
-    result.update(aux_params=0 if aux is None else sum(
-        p.numel() for p in aux.parameters()),
-                  shape=tuple(shape),
-                  shape_source=source,
-                  scope=cfg.default_scope,
-                  model_type=type(model).__name__)
+    result.update(
+        aux_params=0 if aux is None else sum(p.numel()
+                                             for p in aux.parameters()),
+        shape=tuple(shape),
+        shape_source=source,
+        scope=cfg.default_scope,
+        model_type=type(model).__name__)
     return result
 
 
@@ -198,10 +208,10 @@ def count_backbone(arch: str, size: int = 224, family: str = 'EMO') -> Dict:
     Returns:
         dict: ``params`` and ``flops`` (ints), as :func:`count` gives.
     """
-    if family not in BACKBONES:
+    if family not in FAMILIES:
         raise ValueError(f'unknown backbone family {family!r}; allowed: '
-                         f'{list(BACKBONES)}')
-    backbone = BACKBONES[family](arch=arch, final_norm=True)
+                         f'{list(FAMILIES)}')
+    backbone = FAMILIES[family](arch=arch, final_norm=True)
     width = backbone.out_channels[-1]
     result = count(backbone, torch.randn(1, 3, size, size))
     result['params'] += (width + 1) * 1000

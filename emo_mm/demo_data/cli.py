@@ -2,7 +2,6 @@
 import argparse
 import os
 import os.path as osp
-import sys
 import time
 
 from ..errors import UserError
@@ -25,8 +24,11 @@ def check_output_folder(root: str, force: bool) -> None:
                     'them. Choose another folder or pass --force.')
 
 
-def demo_data_main(description: str, make, counts: dict, report=None,
-                   argv=None) -> int:
+def demo_data_main(description: str,
+                   make,
+                   counts: dict,
+                   report=None,
+                   argv=None) -> None:
     """The command line shared by the ``tools/misc/make_demo_*.py`` scripts.
 
     Parses ``ROOT [--<count> N ...] [--seed S] [--force]``, refuses a ROOT
@@ -42,8 +44,8 @@ def demo_data_main(description: str, make, counts: dict, report=None,
         report (callable, optional): Prints a summary of ``make``'s result.
         argv (list[str] | None): Arguments; None reads ``sys.argv``.
 
-    Returns:
-        int: The exit code (1 when ROOT is refused).
+    Raises:
+        UserError: ROOT is refused (see :func:`check_output_folder`).
     """
     parser = argparse.ArgumentParser(
         description=description.strip().split('\n')[0])
@@ -58,17 +60,14 @@ def demo_data_main(description: str, make, counts: dict, report=None,
         help='write into ROOT even if it already holds files (files of the '
         'same names are overwritten, others are kept)')
     args = parser.parse_args(argv)
-    try:
-        check_output_folder(args.root, args.force)
-    except UserError as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
+    check_output_folder(args.root, args.force)
     start = time.perf_counter()
     result = make(
-        args.root, seed=args.seed, **{name: getattr(args, name)
-                                      for name in counts})
+        args.root,
+        seed=args.seed,
+        **{name: getattr(args, name)
+           for name in counts})
     print(f'wrote {args.root} in {time.perf_counter() - start:.1f} s '
           f'(seed {args.seed})')
     if report is not None:
         report(args, result)
-    return 0

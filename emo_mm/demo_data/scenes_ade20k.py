@@ -166,8 +166,8 @@ def _person(rng, img, label, base_y):
     x = int(rng.integers(4, max(width - 4, 5)))
     w = max(h // 5, 2)
     mask = np.zeros((height, width), np.uint8)
-    cv2.rectangle(mask, (x - w // 2, base_y - h // 2), (x + w // 2, base_y),
-                  1, -1)
+    cv2.rectangle(mask, (x - w // 2, base_y - h // 2), (x + w // 2, base_y), 1,
+                  -1)
     _fill(img, label, mask > 0, _jitter(rng, (90, 60, 40), 20),
           CLASS_IDS['person'])
     mask[:] = 0
@@ -282,12 +282,10 @@ def make_scenes_ade20k(root,
             rng = np.random.default_rng([seed, split_index, index])
             img, label = _make_scene(rng, image_size)
             name = f'ADE_{prefix}_{index + 1:08d}'
-            cv2.imwrite(osp.join(img_dir, name + '.jpg'), img,
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(
+                osp.join(img_dir, name + '.jpg'), img,
+                [cv2.IMWRITE_JPEG_QUALITY, 95])
             cv2.imwrite(osp.join(ann_dir, name + '.png'), label)
             pixels += np.bincount(label.ravel(), minlength=256)
-        counts[folder] = {
-            int(i): int(n)
-            for i, n in enumerate(pixels) if n
-        }
+        counts[folder] = {int(i): int(n) for i, n in enumerate(pixels) if n}
     return counts

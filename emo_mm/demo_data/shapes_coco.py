@@ -78,9 +78,9 @@ def _shape_polygon(label, size, rng):
         return np.stack([np.cos(angles), np.sin(angles)], axis=1) * half
     if label == 'cross':
         a = 1 / 3  # half the arm width, as a share of half the size
-        points = np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a],
-                           [a, a], [a, 1], [-a, 1], [-a, a], [-1, a],
-                           [-1, -a], [-a, -a]]) * half
+        points = np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [a, a],
+                           [a, 1], [-a, 1], [-a, a], [-1, a], [-1, -a],
+                           [-a, -a]]) * half
         return _rotate(points, np.deg2rad(rng.uniform(-20, 20)))
     raise ValueError(f'no polygon for {label!r}')
 
@@ -93,8 +93,8 @@ def _shape_mask(label, center, size, height, width, rng):
         cv2.circle(mask, c, int(round(size / 2)), 1, -1, cv2.LINE_8)
     else:
         points = _shape_polygon(label, size, rng) + np.asarray(center)
-        cv2.fillPoly(mask, np.round(points).astype(np.int32)[None], 1,
-                     cv2.LINE_8)
+        cv2.fillPoly(mask,
+                     np.round(points).astype(np.int32)[None], 1, cv2.LINE_8)
     return mask
 
 
@@ -222,8 +222,8 @@ def make_shapes_coco(root, num_train=1600, num_val=80, image_size=320, seed=0):
         for i, name in enumerate(CLASSES)
     ]
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
-    for split_index, (split, num) in enumerate(
-            zip(_SPLITS, (num_train, num_val))):
+    for split_index, (split,
+                      num) in enumerate(zip(_SPLITS, (num_train, num_val))):
         os.makedirs(osp.join(root, split), exist_ok=True)
         images, annotations = [], []
         for index in range(num):

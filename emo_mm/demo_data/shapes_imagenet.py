@@ -38,12 +38,15 @@ def _polygon(label, half, angle):
         corners = np.array([[-1, -0.3], [1, -0.3], [1, 0.3], [-1, 0.3]]) * half
     elif label == 'cross':
         a = 1 / 3
-        corners = np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a],
-                            [a, a], [a, 1], [-a, 1], [-a, a], [-1, a],
-                            [-1, -a], [-a, -a]]) * half
+        corners = np.array([[-a, -1], [a, -1], [a, -a], [1, -a], [1, a], [
+            a, a
+        ], [a, 1], [-a, 1], [-a, a], [-1, a], [-1, -a], [-a, -a]]) * half
     else:
-        count, inner = {'triangle': (3, None), 'hexagon': (6, None),
-                        'star': (5, 0.45)}[label]
+        count, inner = {
+            'triangle': (3, None),
+            'hexagon': (6, None),
+            'star': (5, 0.45)
+        }[label]
         steps = count * (2 if inner else 1)
         angles = np.arange(steps) * 2 * np.pi / steps
         radii = np.ones(steps)
@@ -112,8 +115,8 @@ def make_shapes_imagenet(root,
     if image_size < 16:
         raise ValueError(f'image_size must be at least 16, got {image_size}')
     os.makedirs(osp.join(root, 'meta'), exist_ok=True)
-    for split_index, (split, per_class) in enumerate(
-            (('train', num_train_per_class), ('val', num_val_per_class))):
+    splits = (('train', num_train_per_class), ('val', num_val_per_class))
+    for split_index, (split, per_class) in enumerate(splits):
         lines = []
         for index in range(per_class * len(CLASSES)):
             label = index % len(CLASSES)

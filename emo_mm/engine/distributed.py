@@ -1,4 +1,5 @@
-"""Distributed training on CPUs (gloo), where PyTorch's DDP recipe assumes GPUs.
+"""Distributed training on CPUs (gloo), where PyTorch's DDP recipe assumes
+GPUs.
 
 Two things stand in the way of ``torchrun ... tools/train.py --launcher
 pytorch`` on a machine without GPUs, and both are handled here:
@@ -27,8 +28,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 def init_cpu_process_group(timeout_s: int = 1800) -> None:
     """Join the gloo process group described by torchrun's environment."""
-    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
-               if k not in os.environ]
+    missing = [
+        k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+        if k not in os.environ
+    ]
     if missing:
         raise RuntimeError(f'--launcher pytorch needs {missing} in the '
                            'environment; start the script through torchrun '
@@ -101,8 +104,8 @@ class GlooSyncBatchNorm(_BatchNorm):
                       module.affine, module.track_running_stats)
             new.load_state_dict(module.state_dict())
             new.train(module.training)
-            new.requires_grad_(any(p.requires_grad
-                                   for p in module.parameters()))
+            new.requires_grad_(
+                any(p.requires_grad for p in module.parameters()))
             return new
         for name, child in module.named_children():
             new_child = cls.convert(child)
@@ -129,8 +132,10 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
 def use_cpu_ddp(cfg) -> None:
     """Point a config at the CPU DDP wrapper (keeping its other options)."""
     wrapper = dict(cfg.get('model_wrapper_cfg') or {})
-    if wrapper.get('type', 'MMDistributedDataParallel') not in (
-            'MMDistributedDataParallel', 'CPUDistributedDataParallel'):
+    if wrapper.get(
+            'type',
+            'MMDistributedDataParallel') not in ('MMDistributedDataParallel',
+                                                 'CPUDistributedDataParallel'):
         raise RuntimeError(f'model_wrapper_cfg type {wrapper["type"]} has no '
                            'CPU variant; run on GPUs or drop it')
     wrapper['type'] = 'CPUDistributedDataParallel'
@@ -139,5 +144,7 @@ def use_cpu_ddp(cfg) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
-__all__ = ['CPUDistributedDataParallel', 'GlooSyncBatchNorm',
-           'init_cpu_process_group', 'use_cpu_ddp']
+__all__ = [
+    'CPUDistributedDataParallel', 'GlooSyncBatchNorm',
+    'init_cpu_process_group', 'use_cpu_ddp'
+]

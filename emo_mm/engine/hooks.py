@@ -75,26 +75,31 @@ class RandomStateHook(Hook):
     # ---------------------------------------------------------------- save
     @staticmethod
     def _checkpoint_hook(runner):
-        return next((h for h in runner.hooks
-                     if isinstance(h, CheckpointHook)), None)
+        return next((h for h in runner.hooks if isinstance(h, CheckpointHook)),
+                    None)
 
     def _gather_if_saving(self, runner, by_epoch: bool) -> None:
         hook = self._checkpoint_hook(runner)
         if hook is None or hook.by_epoch != by_epoch:
             return
         if by_epoch:
-            saving = hook.every_n_epochs(runner, hook.interval,
-                                         hook.save_begin) or (
-                hook.save_last and hook.is_last_train_epoch(runner))
+            saving = hook.every_n_epochs(
+                runner, hook.interval,
+                hook.save_begin) or (hook.save_last
+                                     and hook.is_last_train_epoch(runner))
         else:
-            saving = hook.every_n_train_iters(runner, hook.interval,
-                                              hook.save_begin) or (
-                hook.save_last and hook.is_last_train_iter(runner))
+            saving = hook.every_n_train_iters(
+                runner, hook.interval,
+                hook.save_begin) or (hook.save_last
+                                     and hook.is_last_train_iter(runner))
         if saving:
             # A collective: every rank reaches this line at the same step.
             self._gathered = (runner.iter, all_gather_object(_get_states()))
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         self._gather_if_saving(runner, by_epoch=False)
 
@@ -203,28 +208,32 @@ class DeployHook(Hook):
     swaps the weights back or tests the raw weights again.
     """
 
-    # The runs in progress: runner id -> (holder, attribute, model).
-    _unfolded: dict = {}
-
     def __init__(self, restore: bool = False):
         self.restore = restore
+        # While testing: (holder, attribute name, the model as built).
+        self.unfolded = None
 
     def before_test_epoch(self, runner) -> None:
         if self.restore:
             return
         # A wrapper (DDP) keeps its parameters' process group: fold inside.
-        holder, name = ((runner.model, 'module')
-                        if is_model_wrapper(runner.model) else
+        holder, name = ((runner.model,
+                         'module') if is_model_wrapper(runner.model) else
                         (runner, 'model'))
         original = getattr(holder, name)
         folded = copy.deepcopy(original)
         count = deploy(folded)
         setattr(holder, name, folded)
-        self._unfolded[id(runner)] = (holder, name, original)
+        self.unfolded = (holder, name, original)
         runner.logger.info(f'folded the BatchNorms of {count} modules '
                            '(switch_to_deploy; --no-deploy keeps them)')
 
     def after_test_epoch(self, runner, metrics=None) -> None:
-        if self.restore and id(runner) in self._unfolded:
-            holder, name, original = self._unfolded.pop(id(runner))
-            setattr(holder, name, original)
+        if not self.restore:
+            return
+        # The folding hook of this runner holds the model as built.
+        for hook in runner.hooks:
+            if isinstance(hook, DeployHook) and hook.unfolded is not None:
+                holder, name, original = hook.unfolded
+                setattr(holder, name, original)
+                hook.unfolded = None

@@ -25,16 +25,18 @@ class ToolRunner(Runner):
     * A resumed run writes its config dump beside its own log
       (``work_dir/<timestamp>/``) when ``work_dir`` already holds the first
       run's dump, instead of overwriting it.
-    * A data set that cannot be built, or that is built but cannot be
-      loaded (empty; images or segmentation maps missing or not label maps)
-      stops the run with a :class:`UserError` naming the data set and files,
-      not a traceback from a data loader worker.
+    * A data set whose files are wrong (a COCO annotation file missing, not
+      JSON or not COCO's; no samples; images or segmentation maps missing or
+      not label maps) stops the run with a :class:`UserError` naming the
+      data set and files, not a traceback from a data loader worker. Any
+      other error keeps its traceback.
     """
 
     @master_only
     def dump_config(self) -> None:
-        name = (osp.basename(self.cfg.filename) if self.cfg.filename else
-                f'{self.timestamp}.py')
+        name = (
+            osp.basename(self.cfg.filename)
+            if self.cfg.filename else f'{self.timestamp}.py')
         path = osp.join(self.work_dir, name)
         if osp.exists(path):
             os.makedirs(self.log_dir, exist_ok=True)
@@ -44,15 +46,14 @@ class ToolRunner(Runner):
     @staticmethod
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
         where = _describe_dataset(dataloader)
+        check_coco_annotations(dataloader, where)
         try:
             loader = Runner.build_dataloader(
                 dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
-        except (OSError, ValueError, KeyError, TypeError, IndexError,
-                AssertionError) as err:
+        except Exception as err:
             if _builds_empty(dataloader):  # samplers fail on empty sets
                 raise UserError(_empty_message(where)) from err
-            raise UserError(f'cannot read the data set {where}: '
-                            f'{type(err).__name__}: {err}') from err
+            raise
         check_dataset(loader.dataset, where)
         return loader
 
@@ -94,10 +95,51 @@ def _describe_dataset(dataloader) -> str:
     dataset = innermost_dataset(dataloader.get('dataset', {}))
     if not isinstance(dataset, dict):
         return repr(dataset)
-    parts = [f'{key} {dataset[key]!r}'
-             for key in ('data_root', 'ann_file', 'data_prefix')
-             if dataset.get(key)]
+    parts = [
+        f'{key} {dataset[key]!r}'
+        for key in ('data_root', 'ann_file', 'data_prefix') if dataset.get(key)
+    ]
     return f'{dataset.get("type", "?")} ({", ".join(parts)})'
+
+
+def check_coco_annotations(dataloader, where: str) -> None:
+    """A COCO data set's local annotation file exists and is a JSON object
+    with the three lists that pycocotools indexes.
+
+    Raises:
+        UserError: naming the file and what is wrong with it.
+    """
+    import json
+    if not isinstance(dataloader, dict):
+        return
+    dataset = innermost_dataset(dataloader.get('dataset'))
+    if not (isinstance(dataset, dict) and 'Coco' in str(dataset.get('type'))
+            and isinstance(dataset.get('ann_file'), str)):
+        return
+    path = osp.join(dataset.get('data_root') or '', dataset['ann_file'])
+    if '://' in path:
+        return
+    if not osp.isfile(path):
+        raise UserError(f'annotation file {path} of {where} does not exist')
+    try:
+        with open(path) as f:
+            content = json.load(f)
+    except (OSError, ValueError) as err:
+        raise UserError(f'cannot read the data set {where}: {path} is not '
+                        f'JSON ({type(err).__name__}: {err})') from err
+    if not isinstance(content, dict):
+        raise UserError(
+            f'cannot read the data set {where}: {path} holds a JSON '
+            f'{type(content).__name__}, not supported: COCO annotations '
+            'are an object with "images", "annotations" and "categories"')
+    missing = [
+        key for key in ('images', 'annotations', 'categories')
+        if key not in content
+    ]
+    if missing:
+        raise UserError(f'cannot read the data set {where}: {path} misses '
+                        f'the key(s) {missing}; COCO annotations have '
+                        '"images", "annotations" and "categories"')
 
 
 def check_dataset(dataset, where: str, samples: int = 3) -> None:

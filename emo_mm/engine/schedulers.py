@@ -77,8 +77,8 @@ class TimmCosineLR(LRSchedulerMixin, _ParamScheduler):
                              f'eta_min_ratio={eta_min_ratio})')
         if noise_range is not None:
             noise_range = tuple(noise_range)
-            if len(noise_range) != 2 or not (
-                    0 <= noise_range[0] < noise_range[1] <= 1):
+            if len(noise_range) != 2 or not (0 <= noise_range[0] <
+                                             noise_range[1] <= 1):
                 raise ValueError(f'noise_range={noise_range!r} must be '
                                  f'(start, stop) with 0 <= start < stop <= '
                                  f'1, fractions of the schedule, or None')
@@ -95,28 +95,39 @@ class TimmCosineLR(LRSchedulerMixin, _ParamScheduler):
         self.noise_pct = noise_pct
         self.noise_std = noise_std
         self.noise_seed = noise_seed
-        super().__init__(optimizer, begin=begin, end=end,
-                         last_step=last_step, by_epoch=by_epoch,
-                         verbose=verbose)
+        super().__init__(
+            optimizer,
+            begin=begin,
+            end=end,
+            last_step=last_step,
+            by_epoch=by_epoch,
+            verbose=verbose)
 
     @classmethod
-    def build_iter_from_epoch(cls, *args, warmup=0, begin=0, end=INF,
-                              by_epoch=True, epoch_length=None, **kwargs):
+    def build_iter_from_epoch(cls,
+                              *args,
+                              warmup=0,
+                              begin=0,
+                              end=INF,
+                              by_epoch=True,
+                              epoch_length=None,
+                              **kwargs):
         """Epoch-based arguments to iterations; ``warmup`` too."""
         if not by_epoch or not epoch_length or epoch_length <= 0:
             raise ValueError(f'convert_to_iter_based needs by_epoch=True and '
                              f'a positive epoch_length (got by_epoch='
                              f'{by_epoch}, epoch_length={epoch_length})')
-        return cls(*args,
-                   warmup=int(warmup * epoch_length),
-                   begin=int(begin * epoch_length),
-                   end=end if end >= INF else int(end * epoch_length),
-                   by_epoch=False,
-                   **kwargs)
+        return cls(
+            *args,
+            warmup=int(warmup * epoch_length),
+            begin=int(begin * epoch_length),
+            end=end if end >= INF else int(end * epoch_length),
+            by_epoch=False,
+            **kwargs)
 
     def _noise(self, step: int) -> float:
-        if self.noise_steps is None or not (
-                self.noise_steps[0] <= step < self.noise_steps[1]):
+        if self.noise_steps is None or not (self.noise_steps[0] <= step <
+                                            self.noise_steps[1]):
             return 0.
         generator = torch.Generator()
         generator.manual_seed(self.noise_seed + step)
@@ -135,8 +146,9 @@ class TimmCosineLR(LRSchedulerMixin, _ParamScheduler):
                 # timm's order of operations, for identical floats.
                 value = start + step * ((base - start) / self.warmup)
             else:
-                floor = (self.eta_min if self.eta_min_ratio is None else
-                         base * self.eta_min_ratio)
+                floor = (
+                    self.eta_min if self.eta_min_ratio is None else base *
+                    self.eta_min_ratio)
                 value = floor + 0.5 * (base - floor) * (
                     1 + math.cos(math.pi * step / self.total))
             values.append(value + value * noise)

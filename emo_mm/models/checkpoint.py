@@ -16,15 +16,13 @@ from typing import Dict, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
+from mmengine.registry import MODELS
+from mmengine.runner.checkpoint import load_state_dict
 
 from ..errors import UserError
 from ..utils.safe_load import read_checkpoint
 
 StateDict = Dict[str, torch.Tensor]
-
-# The presets of each backbone family ({family: arch_settings}), filled in by
-# the backbone classes as they are defined (see EMOBackbone).
-FAMILIES: Dict[str, dict] = {}
 
 # (authors' pattern, ours), applied in order to every key.
 _AUTHORS_TO_OURS = {
@@ -87,8 +85,7 @@ def _rename(key: str, rules) -> str:
 def family_of(state_dict: StateDict) -> str:
     """``'EMOv2'`` for a state dict with LayerScale parameters (either
     layout), else ``'EMO'``."""
-    return ('EMOv2' if any(k.endswith('gamma') for k in state_dict)
-            else 'EMO')
+    return ('EMOv2' if any(k.endswith('gamma') for k in state_dict) else 'EMO')
 
 
 def is_authors_layout(state_dict: StateDict) -> bool:
@@ -98,8 +95,7 @@ def is_authors_layout(state_dict: StateDict) -> bool:
 def authors_to_ours(state_dict: StateDict) -> StateDict:
     """Rename an authors' state dict (EMO or EMOv2) to emo_mm's layout."""
     rules = _AUTHORS_TO_OURS[family_of(state_dict)]
-    return OrderedDict(
-        (_rename(k, rules), v) for k, v in state_dict.items())
+    return OrderedDict((_rename(k, rules), v) for k, v in state_dict.items())
 
 
 def ours_to_authors(state_dict: StateDict) -> StateDict:
@@ -132,8 +128,8 @@ def extract_state_dict(checkpoint) -> StateDict:
     or ``net``, and drops DDP's ``module.`` prefixes.
     """
     for wrapper in ('state_dict', 'model', 'net'):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(wrapper),
-                                                       dict):
+        if isinstance(checkpoint, dict) and isinstance(
+                checkpoint.get(wrapper), dict):
             checkpoint = checkpoint[wrapper]
             break
     if not isinstance(checkpoint, dict):
@@ -166,9 +162,14 @@ def find_arch(signature: Tuple) -> Optional[str]:
     """The preset name ('5m', ...) of the signature's family whose stem
     width, depths and widths are ``signature``'s, or None."""
     family, *numbers = signature
-    for name, arch in FAMILIES.get(family, {}).items():
-        if numbers == [arch['stem_channels'], tuple(arch['depths']),
-                       tuple(arch['channels'])]:
+    # The backbones register under their family names; they import this
+    # module, so it asks the registry rather than importing them.
+    for name, arch in MODELS.get(family).arch_settings.items():
+        if numbers == [
+                arch['stem_channels'],
+                tuple(arch['depths']),
+                tuple(arch['channels'])
+        ]:
             return name
     return None
 
@@ -213,8 +214,7 @@ def load_backbone_checkpoint(backbone,
     if prefix is None and any(k.startswith('backbone.') for k in state_dict):
         prefix = 'backbone.'
     if prefix:
-        kept = OrderedDict((k[len(prefix):], v)
-                           for k, v in state_dict.items()
+        kept = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items()
                            if k.startswith(prefix))
         if not kept:
             raise UserError(f'no key of checkpoint {filename} starts with '
@@ -223,8 +223,39 @@ def load_backbone_checkpoint(backbone,
         state_dict = kept
     if is_authors_layout(state_dict):
         state_dict = authors_to_ours(state_dict)
-
     ours = backbone.state_dict()
+    model_name = _check_fits(state_dict, ours, filename)
+    # The classifier's head (and final norm, unless the backbone has one).
+    dropped = ('head.', ) if backbone.final_norm else _CLASSIFIER_PREFIXES
+    state_dict = OrderedDict(
+        (k, v) for k, v in state_dict.items() if not k.startswith(dropped))
+    # ImageNet weights have BatchNorms after the depthwise convs, where the
+    # authors' segmentation backbone (dw_norm_cfg LN2d) has LayerNorms: those
+    # keep their initial values, as in the authors' runs, and are named once
+    # here instead of among missing keys.
+    kept = [k for k in ours if '.conv_local.ln.' in k and k not in state_dict]
+    if kept:
+        norms = sorted({k.rsplit('.', 1)[0] for k in kept})
+        print_log(
+            f'{len(norms)} LayerNorms after the depthwise convs of '
+            f'{model_name} are not in {filename} (it has BatchNorms there, '
+            'which are not used); they keep their initial values, as in the '
+            f'authors\' segmentation backbone: {", ".join(norms)}',
+            logger=logger,
+            level=logging.WARNING)
+        state_dict.update((k, ours[k]) for k in kept)
+        state_dict = OrderedDict((k, v) for k, v in state_dict.items()
+                                 if '.conv_local.bn.' not in k)
+    # mmengine's loader reports any other missing or unexpected key.
+    load_state_dict(backbone, state_dict, strict=False, logger=logger)
+    print_log(
+        f'loaded {model_name} backbone weights from {filename}', logger=logger)
+
+
+def _check_fits(state_dict: StateDict, ours: StateDict, filename) -> str:
+    """Raise a :class:`UserError` unless ``state_dict`` holds weights of the
+    variant of ``ours`` (a model's state dict), with every shape equal;
+    returns the variant's name."""
     model_name = describe_variant(variant_signature(ours))
     if not any(k in ours for k in state_dict):
         sample = list(state_dict)[:5]
@@ -245,40 +276,7 @@ def load_backbone_checkpoint(backbone,
     if mismatched:
         raise UserError(f'checkpoint {filename} does not fit {model_name}: ' +
                         '; '.join(mismatched[:5]))
-
-    if not getattr(backbone, 'final_norm', False):
-        state_dict = OrderedDict((k, v) for k, v in state_dict.items()
-                                 if not k.startswith(_CLASSIFIER_PREFIXES))
-    else:
-        state_dict = OrderedDict(
-            (k, v) for k, v in state_dict.items() if not k.startswith('head.'))
-    missing, unexpected = backbone.load_state_dict(state_dict, strict=False)
-    print_log(f'loaded {model_name} backbone weights from {filename}',
-              logger=logger)
-    # ImageNet weights have BatchNorms after the depthwise convs, where the
-    # authors' segmentation backbone (dw_norm_cfg LN2d) has LayerNorms.
-    kept = sorted({k.rsplit('.', 1)[0] for k in missing
-                   if '.conv_local.ln.' in k})
-    if kept:
-        print_log(
-            f'{len(kept)} LayerNorms after the depthwise convs of '
-            f'{model_name} are not in {filename} (it has BatchNorms there, '
-            'which are not used); they keep their initial values, as in the '
-            f'authors\' segmentation backbone: {", ".join(kept)}',
-            logger=logger,
-            level=logging.WARNING)
-        missing = [k for k in missing if '.conv_local.ln.' not in k]
-        unexpected = [k for k in unexpected if '.conv_local.bn.' not in k]
-    if missing:
-        print_log(f'{model_name} keys missing in {filename}: {missing}',
-                  logger=logger,
-                  level=logging.WARNING)
-    if unexpected:
-        print_log(
-            f'keys in {filename} that {model_name} does not have: '
-            f'{unexpected}',
-            logger=logger,
-            level=logging.WARNING)
+    return model_name
 
 
 def authors_to_classifier(state_dict: StateDict) -> StateDict:

@@ -17,16 +17,13 @@ import torch
 from ..errors import UserError
 from ..utils.safe_load import read_checkpoint
 from ..version import __version__
-from .backbones import EMO, EMOv2
+from .backbones import FAMILIES
 from .checkpoint import (authors_to_classifier, authors_to_ours,
                          classifier_to_authors, describe_variant,
                          extract_state_dict, find_arch, is_authors_layout,
                          ours_to_authors, variant_signature)
 
 TARGETS = ('classifier', 'backbone', 'authors')
-
-
-BACKBONES = {cls.family: cls for cls in (EMO, EMOv2)}
 
 
 def _arch_of(backbone_state_dict, src, expected=None):
@@ -39,7 +36,7 @@ def _arch_of(backbone_state_dict, src, expected=None):
                         f'{describe_variant(signature)}')
     if expected and expected != name:
         raise UserError(f'{src} holds {describe_variant(signature)} '
-                        f'weights, but --arch is {expected}')
+                        f'weights, but arch={expected!r}')
     return signature[0], name
 
 
@@ -64,8 +61,8 @@ def _model_keys(variant, final_norm):
     """State dict keys of an emo_mm backbone (buffers included) of
     ``variant``, a ``(family, arch)`` pair."""
     family, arch = variant
-    return list(BACKBONES[family](arch=arch,
-                                  final_norm=final_norm).state_dict())
+    return list(FAMILIES[family](arch=arch,
+                                 final_norm=final_norm).state_dict())
 
 
 def _name(variant):
@@ -103,7 +100,7 @@ def convert_state_dict(src_state, src: str, to: str, arch=None):
     if to != 'authors':
         raise UserError(
             f'{src} is not in the authors\' layout (no stage0.* keys); '
-            f'--to {to} converts the authors\' net.pth')
+            f'to={to!r} converts the authors\' net.pth')
     backbone = OrderedDict((k[len('backbone.'):], v)
                            for k, v in src_state.items()
                            if k.startswith('backbone.'))
@@ -142,7 +139,7 @@ def convert_checkpoint(src: str,
     """
     if osp.exists(dst) and not force:
         raise UserError(f'{dst} exists; refusing to overwrite it (use '
-                        '--force or another name)')
+                        'force=True or another name)')
     try:
         src_state = extract_state_dict(read_checkpoint(src))
     except FileNotFoundError as err:
@@ -151,10 +148,11 @@ def convert_checkpoint(src: str,
     if to == 'authors':
         checkpoint = state_dict  # their loader takes a flat state dict
     else:
-        meta = dict(converted_from=src,
-                    converted_by=f'emo_mm {__version__}',
-                    family=variant[0],
-                    arch=variant[1])
+        meta = dict(
+            converted_from=src,
+            converted_by=f'emo_mm {__version__}',
+            family=variant[0],
+            arch=variant[1])
         if to == 'classifier':
             from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
             meta['dataset_meta'] = dict(classes=IMAGENET_CATEGORIES)

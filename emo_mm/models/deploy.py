@@ -4,15 +4,17 @@ import torch.nn as nn
 
 
 def deploy(model: nn.Module) -> int:
-    """Fold BatchNorms in every module that can (EMO; EMOv2, whose
-    LayerScales fold too; mmpretrain's RepVGG, MobileOne...) through its
-    ``switch_to_deploy``; returns how many modules had one.
+    """Fold BatchNorms through ``switch_to_deploy`` (EMO; EMOv2, whose
+    LayerScales fold too; mmpretrain's RepVGG, MobileOne...); returns how
+    many modules folded.
 
-    The outputs stay the same up to float rounding; the model is then for
+    Each module that has the method is called once, and its submodules are
+    left to it (a backbone's ``switch_to_deploy`` folds its own blocks). The
+    outputs stay the same up to float rounding; the model is then for
     inference only (its layout changed: save checkpoints before, not after).
     """
+    if hasattr(model, 'switch_to_deploy'):
+        model.switch_to_deploy()
+        return 1
     # Listed first: folding replaces submodules.
-    modules = [m for m in model.modules() if hasattr(m, 'switch_to_deploy')]
-    for module in modules:
-        module.switch_to_deploy()
-    return len(modules)
+    return sum(deploy(child) for child in list(model.children()))

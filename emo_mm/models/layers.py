@@ -5,7 +5,9 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import ConvModule
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 # The authors' models use eps=1e-6 in every BatchNorm and LayerNorm.
 NORM_EPS = 1e-6
@@ -41,36 +43,57 @@ def is_channels_last(x: torch.Tensor) -> bool:
             and not x.is_contiguous())
 
 
-# In eval mode a 1x1 convolution of a small channels-last map (at most
-# POINTWISE_MATMUL_TOKENS pixels over the batch) runs as a matrix product
-# over its (B, H, W, C) view (no copy either way): oneDNN's 1x1 convolution
-# costs a fixed ~60 us more per call on this CPU, most of the time at 14x14
-# and 7x7. Measured on EMO-1M's bias-free projections and attention qk,
-# batch 1, 224x224, 2 threads: 5.6 -> 4.2 ms in all; the expansions, larger
-# outputs with a bias, stay convolutions (slower as a product at 28x28 and
-# above), and so do large maps (no gain at batch 16). Off while tracing
-# (exported graphs keep Conv nodes) and in training mode (the gradients'
-# kernels stay as tested).
-POINTWISE_AS_MATMUL = True
+# The most pixels (over the batch) that PointwiseConv runs as a matrix
+# product; larger maps stay convolutions (docs/speed.md).
 POINTWISE_MATMUL_TOKENS = 112 * 112
 
 
-def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for a 1x1, stride-1, ungrouped ``conv``, computed as
-    :data:`POINTWISE_AS_MATMUL` says."""
-    if (POINTWISE_AS_MATMUL and not conv.training
-            and not torch.jit.is_tracing() and is_channels_last(x)
-            and x.shape[0] * x.shape[2] * x.shape[3] <= POINTWISE_MATMUL_TOKENS):
-        return F.linear(x.permute(0, 2, 3, 1), conv.weight.flatten(1),
-                        conv.bias).permute(0, 3, 1, 2)
-    return conv(x)
+class PointwiseConv(nn.Conv2d):
+    """A 1x1 convolution that can run as a matrix product.
+
+    With ``as_matmul``, in eval mode, on a CPU, a channels-last input of at
+    most :data:`POINTWISE_MATMUL_TOKENS` pixels is multiplied through its
+    ``(B, H, W, C)`` view, with no copy either way: oneDNN's 1x1 convolution
+    has a fixed cost per call that dominates at 14x14 and 7x7. Elsewhere
+    (training, GPUs, NCHW or large maps, tracing for export) it is the
+    convolution. Parameters and state dict are ``nn.Conv2d``'s.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        bias (bool): Learn a bias. Defaults to True.
+        as_matmul (bool): Take the matrix product where it applies.
+            Defaults to True.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 bias: bool = True,
+                 as_matmul: bool = True):
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+        self.as_matmul = as_matmul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.as_matmul and not self.training and x.is_cpu
+                and not torch.jit.is_tracing() and is_channels_last(x)
+                and x.shape[0] * x.shape[2] * x.shape[3]
+                <= POINTWISE_MATMUL_TOKENS):
+            return F.linear(
+                x.permute(0, 2, 3, 1), self.weight.flatten(1),
+                self.bias).permute(0, 3, 1, 2)
+        return super().forward(x)
+
+
+def _check_foldable(bn: _BatchNorm) -> None:
+    if bn.running_var is None:
+        raise ValueError('cannot fold a BatchNorm without running statistics '
+                         '(track_running_stats=False)')
 
 
 def bn_affine(bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(scale, shift)`` with ``bn(x) == x * scale + shift`` in eval mode."""
-    if bn.running_var is None:
-        raise ValueError('cannot fold a BatchNorm without running statistics '
-                         '(track_running_stats=False)')
+    _check_foldable(bn)
     scale = bn.running_var.add(bn.eps).rsqrt()
     if bn.weight is not None:
         scale = scale * bn.weight
@@ -80,16 +103,33 @@ def bn_affine(bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
     return scale, shift
 
 
-def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
-    """One convolution (with bias) computing ``bn(conv(x))`` in eval mode."""
-    scale, shift = bn_affine(bn)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                      conv.stride, conv.padding, conv.dilation, conv.groups,
-                      bias=True).to(conv.weight)
-    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else 0
-    fused.bias.copy_(bias * scale + shift)
-    return fused
+def depthwise_conv(channels: int, kernel_size: int, stride: int,
+                   norm_cfg: dict, act_cfg: dict) -> ConvModule:
+    """The blocks' depthwise convolution, with its norm and activation. The
+    authors pad by ceil((k - stride) / 2): 1 for k=3, 2 for k=5."""
+    return ConvModule(
+        channels,
+        channels,
+        kernel_size,
+        stride=stride,
+        padding=(kernel_size - stride + 1) // 2,
+        groups=channels,
+        bias=False,
+        norm_cfg=norm_cfg,
+        act_cfg=act_cfg)
+
+
+def fold_conv_module(module: nn.Module) -> nn.Module:
+    """A ``ConvModule`` whose norm is a BatchNorm as one convolution (and
+    its activation), through ``fuse_conv_bn_eval``; any other module as it
+    is. For eval mode: the running statistics are folded."""
+    if not (isinstance(module, ConvModule)
+            and isinstance(module.norm, _BatchNorm)):
+        return module
+    _check_foldable(module.norm)
+    conv = fuse_conv_bn_eval(module.conv.eval(), module.norm.eval())
+    return (nn.Sequential(conv, module.activate)
+            if module.with_activation else conv)
 
 
 def fold_bn_into_next_conv(bn: _BatchNorm, conv: nn.Conv2d) -> None:
@@ -110,8 +150,8 @@ def fold_bn_into_next_conv(bn: _BatchNorm, conv: nn.Conv2d) -> None:
 WINDOW_LAYOUTS = ('grid', 'tile')
 
 
-def to_windows(x: torch.Tensor, window_size: int, num_heads: int,
-               groups: int, layout: str) -> torch.Tensor:
+def to_windows(x: torch.Tensor, window_size: int, num_heads: int, groups: int,
+               layout: str) -> torch.Tensor:
     """Partition a padded map into windows of attention heads.
 
     Args:
@@ -137,8 +177,7 @@ def to_windows(x: torch.Tensor, window_size: int, num_heads: int,
     # Axis positions of (window row, in-window row) and the same for
     # columns, in the viewed tensor below.
     if is_channels_last(x):
-        x = x.permute(0, 2, 3, 1).view(B, *rows, *cols, groups, num_heads,
-                                       dim)
+        x = x.permute(0, 2, 3, 1).view(B, *rows, *cols, groups, num_heads, dim)
         win_r, in_r = (2, 1) if layout == 'grid' else (1, 2)
         win_c, in_c = (4, 3) if layout == 'grid' else (3, 4)
         x = x.permute(5, 0, win_r, win_c, 6, in_r, in_c, 7)

@@ -127,8 +127,9 @@ def _refusal(err: Exception):
         # torch < 2.7 names built-ins with their module (builtins.exec).
         name = re.sub(r'^builtins\.', '', match.group(1))
         return f'it needs the global {name}, which is not allowed'
-    match = re.search(r'(Trying to call reduce for [^\n,]+|getattr\([^\n]+'
-                      r' is not allowed)', text)
+    match = re.search(
+        r'(Trying to call reduce for [^\n,]+|getattr\([^\n]+'
+        r' is not allowed)', text)
     return match.group(1) if match else None
 
 
@@ -136,8 +137,8 @@ def load(file, source: str, map_location='cpu', **kwargs):
     """``torch.load(file, weights_only=True, **kwargs)``; a refused file
     raises :class:`CheckpointRefused` naming ``source`` (the path or URL)."""
     try:
-        return torch.load(file, map_location=map_location, weights_only=True,
-                          **kwargs)
+        return torch.load(
+            file, map_location=map_location, weights_only=True, **kwargs)
     except CheckpointRefused as err:  # from the restricted getattr
         raise CheckpointRefused(
             f'checkpoint {source} was refused: {err}; {_TRUST_HINT}') from None
@@ -207,8 +208,9 @@ def _unreadable_reason(err: Exception) -> str:
     """The short reason torch gives for a file it cannot unpickle."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     # The weights-only unpickler gives its reason after this marker.
-    marker = next((i for i, line in enumerate(lines)
-                   if 'Unpickler error:' in line), None)
+    marker = next(
+        (i for i, line in enumerate(lines) if 'Unpickler error:' in line),
+        None)
     if marker is not None:
         tail = ' '.join(lines[marker:marker + 2])
         reason = tail.split('Unpickler error:', 1)[1].strip()
@@ -334,10 +336,13 @@ def secure_checkpoint_loading() -> None:
     # mmengine logs "Loads checkpoint by <name[10:]> backend": the loaders
     # keep its `load_from_` names.
     CheckpointLoader.register_scheme('', load_from_local, force=True)
-    CheckpointLoader.register_scheme(('http://', 'https://'), load_from_http,
+    CheckpointLoader.register_scheme(('http://', 'https://'),
+                                     load_from_http,
                                      force=True)
     CheckpointLoader.register_scheme(('modelzoo://', 'torchvision://'),
-                                     load_from_torchvision, force=True)
+                                     load_from_torchvision,
+                                     force=True)
     CheckpointLoader.register_scheme(('open-mmlab://', 'openmmlab://'),
-                                     load_from_openmmlab, force=True)
+                                     load_from_openmmlab,
+                                     force=True)
     CheckpointLoader.register_scheme('mmcls://', load_from_mmcls, force=True)

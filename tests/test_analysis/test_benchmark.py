@@ -7,12 +7,12 @@ import re
 
 import pytest
 import torch
-from torch.nn.modules.batchnorm import _BatchNorm
-
 from conftest import REPO_ROOT as REPO
 from conftest import run_tool
-from emo_mm.analysis.benchmark import (TIMED_LAYER_SCALE, Settings,
-                                       build_tier, prepare)
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from emo_mm.analysis.benchmark import (TIMED_LAYER_SCALE, Settings, build_tier,
+                                       prepare)
 from emo_mm.models import EMO, I2RMB, EMOv2
 
 TOOL = 'analysis/benchmark.py'
@@ -37,8 +37,7 @@ def run(*args):
 
 
 def rows_of(out, *prefixes):
-    return [line for line in out.splitlines()
-            if line.startswith(prefixes)]
+    return [line for line in out.splitlines() if line.startswith(prefixes)]
 
 
 def measured(row):
@@ -53,8 +52,7 @@ def measured(row):
 @pytest.fixture(scope='module')
 def inference_table():
     """The 1M tier at batches 1 and 2, with the default settings."""
-    return run('--pairs', '1m', '--sizes', '64', '--batches', '1', '2',
-               *QUICK)
+    return run('--pairs', '1m', '--sizes', '64', '--batches', '1', '2', *QUICK)
 
 
 @pytest.fixture(scope='module')
@@ -69,8 +67,8 @@ def test_inference_table(inference_table):
     assert '1 threads' in out and 'channels_last True' in out
     rows = rows_of(out, 'EMO-1M', 'EMOv2-1M', 'EdgeNeXt-xxsmall')
     # Two batch sizes x the tier (EMO, EMOv2, EdgeNeXt, in that order).
-    assert [row.split()[0] for row in rows] == [
-        'EMO-1M', 'EMOv2-1M', 'EdgeNeXt-xxsmall'] * 2
+    assert [row.split()[0]
+            for row in rows] == ['EMO-1M', 'EMOv2-1M', 'EdgeNeXt-xxsmall'] * 2
     assert '2x3x64x64' in rows[3]
     # Each EMO row ends with its time over EdgeNeXt's; EdgeNeXt's does not.
     assert all(re.search(r'\d\.\d\dx$', row.rstrip()) for row in rows[:2])
@@ -85,8 +83,8 @@ def test_tiers_and_families():
     out = run('--tiers', '20m', '5m', '--families', 'EMOv2', '--sizes', '64',
               '--batches', '1', *QUICK)
     rows = rows_of(out, 'EMO', 'EdgeNeXt')
-    assert [row.split()[0] for row in rows] == [
-        'EMOv2-20M', 'EdgeNeXt-base', 'EMOv2-5M', 'EdgeNeXt-small']
+    assert [row.split()[0] for row in rows
+            ] == ['EMOv2-20M', 'EdgeNeXt-base', 'EMOv2-5M', 'EdgeNeXt-small']
     assert rows[0].split()[1] == rows[2].split()[1] == '(w10)'
     names = [name for name, _ in build_tier('1m', 224)]
     assert names == ['EMO-1M (w7)', 'EMOv2-1M (w7)', 'EdgeNeXt-xxsmall']
@@ -110,8 +108,8 @@ def test_train_table_reports_peak_memory(train_table):
     out = train_table
     assert 'peak MB' in out
     rows = rows_of(out, 'EMO-1M', 'EMOv2-1M', 'EdgeNeXt')
-    assert [row.split()[0] for row in rows] == [
-        'EMO-1M', 'EMOv2-1M', 'EdgeNeXt-xxsmall'] * 2
+    assert [row.split()[0]
+            for row in rows] == ['EMO-1M', 'EMOv2-1M', 'EdgeNeXt-xxsmall'] * 2
     assert all(measured(row) == ('1', 'float32') for row in rows)
     peaks = [float(row.split()[-1]) for row in rows]
     # Measured here: 74, 104 and 71 MB at batch 2; 151, 350 and 99 at 16.
@@ -123,9 +121,8 @@ def test_fast_path_is_the_default(inference_table, train_table):
     """Channels-last and folded BatchNorms unless told otherwise; a training
     step never folds."""
     assert 'channels_last True, deploy True' in inference_table
-    out = run('--pairs', '1m', '--sizes', '64', '--batches', '1',
-              '--families', 'EMO', '--no-channels-last', '--no-deploy',
-              *QUICK)
+    out = run('--pairs', '1m', '--sizes', '64', '--batches', '1', '--families',
+              'EMO', '--no-channels-last', '--no-deploy', *QUICK)
     assert 'channels_last False, deploy False' in out
     assert 'channels_last True, deploy False' in train_table
     assert Settings().channels_last and Settings().deploy
@@ -140,13 +137,14 @@ def test_runtime_rows(flag, tag):
     """Rows of the exported models, in the runtime's own dtype. (OpenVINO:
     13-21 s here, converting and compiling three models.)"""
     if flag == '--openvino':
-        pytest.importorskip('openvino', reason='openvino is optional '
-                            '(requirements/export.txt; CI installs it)')
-    out = run('--pairs', '1m', '--sizes', '64', '--batches', '2', flag,
-              *QUICK)
+        pytest.importorskip(
+            'openvino',
+            reason='openvino is optional '
+            '(requirements/export.txt; CI installs it)')
+    out = run('--pairs', '1m', '--sizes', '64', '--batches', '2', flag, *QUICK)
     rows = [line for line in out.splitlines() if tag in line]
-    assert [row.split()[0] for row in rows] == ['EMO-1M', 'EMOv2-1M',
-                                                'EdgeNeXt-xxsmall']
+    assert [row.split()[0]
+            for row in rows] == ['EMO-1M', 'EMOv2-1M', 'EdgeNeXt-xxsmall']
     # EMO / EdgeNeXt and EMOv2 / EdgeNeXt in the same runtime
     assert all(row.rstrip().endswith('x') for row in rows[:2])
     assert all(measured(row)[1] == 'float32' for row in rows)
@@ -173,8 +171,9 @@ def test_config_and_dtype():
     assert 'dtype bf16' in out
     rows = rows_of(out, 'EMO-1M', 'EMOv2-1M', 'EdgeNeXt')
     # EdgeNeXt ends with a LayerNorm, which autocast runs in float32.
-    assert [measured(row) for row in rows] == [
-        ('1', 'bfloat16'), ('1', 'bfloat16'), ('1', 'float32')], rows
+    assert [measured(row) for row in rows] == [('1', 'bfloat16'),
+                                               ('1', 'bfloat16'),
+                                               ('1', 'float32')], rows
 
 
 @pytest.mark.parametrize('config,train', [
@@ -189,12 +188,16 @@ def test_whole_model_before_and_after(config, train):
     step, the head's loss on random ground truth included."""
     out = run('--config', config, '--compare', '--batches', '2', *QUICK,
               *(['--train'] if train else []))
-    assert ('train step (loss, backward, SGD)' if train else
-            'inference (tensor mode)') in out
-    before = [line for line in out.splitlines()
-              if line.startswith('before: NCHW, BN unfolded')]
-    after = [line for line in out.splitlines()
-             if line.startswith(f'channels_last True, deploy {not train}')]
+    assert ('train step (loss, backward, SGD)'
+            if train else 'inference (tensor mode)') in out
+    before = [
+        line for line in out.splitlines()
+        if line.startswith('before: NCHW, BN unfolded')
+    ]
+    after = [
+        line for line in out.splitlines()
+        if line.startswith(f'channels_last True, deploy {not train}')
+    ]
     assert len(before) == len(after) == 1
     assert before[0].rstrip().endswith('1.00x')
     assert re.search(r'\d\.\d\dx$', after[0].rstrip())
@@ -236,8 +239,8 @@ def test_deploy_times_the_folded_model(backbone):
         expected = model(x)
     timed = prepare(model, Settings(deploy=True, threads=1))
     assert not any(isinstance(m, _BatchNorm) for m in timed.modules())
-    assert not any(name.endswith('gamma')
-                   for name, _ in timed.named_parameters())
+    assert not any(
+        name.endswith('gamma') for name, _ in timed.named_parameters())
     with torch.no_grad():
         got = timed(x)
     assert len(got) == len(expected) == 5

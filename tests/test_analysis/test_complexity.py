@@ -5,9 +5,9 @@ import glob
 import os.path as osp
 
 import pytest
-
 from conftest import (EMOV2_BACKBONE_PARAMS, EMOV2_CLASSIFIER_PARAMS,
                       PAPER_FLOPS_M, REPO_ROOT, run_tool)
+
 from emo_mm.analysis import (PAPER, all_configs, analyze_config,
                              count_backbone, describe, paper_numbers)
 from emo_mm.config import input_shape, load_config
@@ -93,16 +93,19 @@ def test_get_flops_all_lists_every_config(monkeypatch):
         if not p.startswith(osp.join(root, 'demo')))
     assert [osp.relpath(p, root) for p in all_configs(root)] == configs
     assert len(configs) == 53
-    assert {osp.dirname(c) for c in configs} == {
-        osp.dirname(c) for c in ONE_PER_FOLDER}
+    assert {osp.dirname(c)
+            for c in configs} == {osp.dirname(c)
+                                  for c in ONE_PER_FOLDER}
     import emo_mm.analysis
-    monkeypatch.setattr(emo_mm.analysis, 'all_configs', lambda root: [
-        osp.join(root, c) for c in ONE_PER_FOLDER])
-    status, out = run_tool('analysis/get_flops.py', '--all', '--shape',
-                           '128')
+    monkeypatch.setattr(
+        emo_mm.analysis, 'all_configs',
+        lambda root: [osp.join(root, c) for c in ONE_PER_FOLDER])
+    status, out = run_tool('analysis/get_flops.py', '--all', '--shape', '128')
     assert status == 0, out
-    rows = {line.split()[0]: line.split() for line in out.splitlines()
-            if line.split()}
+    rows = {
+        line.split()[0]: line.split()
+        for line in out.splitlines() if line.split()
+    }
     for config in ONE_PER_FOLDER:
         stem = osp.splitext(config)[0]
         params, flops = paper_numbers(osp.join(root, config))
@@ -124,11 +127,12 @@ def test_get_flops_all_lists_every_config(monkeypatch):
     assert rows['EMO-1M'][-2:] == ['1.3M', '261M']
 
 
-@pytest.mark.parametrize('config,tolerance', [
-    ('ssdlite/emov2_1m_coco.py', None), ('retinanet/emov2_1m_coco.py', None),
-    ('deeplabv3/emov2_1m_ade20k.py', 0.05),
-    ('pspnet/emov2_1m_ade20k.py', 0.05), ('sem_fpn/emov2_1m_ade20k.py', 0.05)
-])
+@pytest.mark.parametrize('config,tolerance',
+                         [('ssdlite/emov2_1m_coco.py', None),
+                          ('retinanet/emov2_1m_coco.py', None),
+                          ('deeplabv3/emov2_1m_ade20k.py', 0.05),
+                          ('pspnet/emov2_1m_ade20k.py', 0.05),
+                          ('sem_fpn/emov2_1m_ade20k.py', 0.05)])
 def test_emov2_flops_near_the_authors(config, tolerance):
     """FLOPs of real configs at their own input size against the EMOv2
     authors' README (counted by them with their tool and settings, so
@@ -139,7 +143,7 @@ def test_emov2_flops_near_the_authors(config, tolerance):
     flops = analyze_config(path)['flops']
     theirs = float(paper_numbers(path)[1][:-1]) * 1e9
     if 'ssdlite' in config:
-        assert flops * (300 / 320) ** 2 == pytest.approx(theirs, rel=0.15)
+        assert flops * (300 / 320)**2 == pytest.approx(theirs, rel=0.15)
     elif 'retinanet' in config:
         assert 1.0 < flops / theirs < 1.15
     else:
@@ -160,8 +164,8 @@ def test_emov2_backbone_counts(arch):
     assert result['by_operator']['matmul'] > 0  # attention counted
     paper = PAPER.get(f'imagenet/emov2_{arch}', (None, None))[1]
     if paper:
-        assert result['flops'] == pytest.approx(float(paper[:-1]) * 1e6,
-                                                rel=0.002)
+        assert result['flops'] == pytest.approx(
+            float(paper[:-1]) * 1e6, rel=0.002)
     else:  # 20M: larger than 5M's
         assert result['flops'] > 1035e6
     with pytest.raises(ValueError, match='unknown backbone family'):
@@ -172,6 +176,7 @@ def test_paper_keys_tell_the_files_apart():
     """emo_ and emov2_ files, 2m and 20m, 320 and 512 SSDLite, the 224 and
     512 classifiers each get their own numbers; every config but the 20M
     classifier (no README row) has some."""
+
     def numbers(config):
         return paper_numbers(osp.join(REPO_ROOT, 'configs', config))
 
@@ -206,11 +211,24 @@ def test_emov2_config_counts(config, params):
     result = analyze_config(path)
     assert result['params'] == params
     paper_params, paper_flops = paper_numbers(path)
-    assert result['flops'] == pytest.approx(float(paper_flops[:-1]) * 1e9,
-                                            rel=0.1)
+    assert result['flops'] == pytest.approx(
+        float(paper_flops[:-1]) * 1e9, rel=0.1)
     if 'mask_rcnn' in config:
         # The box head's fully connected layers ran on the proposals.
         assert result['by_operator']['linear'] > 1e9
     text = describe(path, result)
     assert f'paper:   {paper_params} params, {paper_flops} FLOPs' in text
     assert f'{params:,}' in text
+
+
+def test_count_puts_the_attention_setting_back():
+    """The counter runs the explicit attention; the caller's model keeps its
+    fused_attn."""
+    import torch
+
+    from emo_mm.analysis.complexity import count
+    model = EMO(arch='1m', fused_attn=True)
+    result = count(model, torch.zeros(1, 3, 64, 64))
+    assert result['flops'] > 0
+    flags = [m.fused_attn for m in model.modules() if hasattr(m, 'fused_attn')]
+    assert flags and all(flags)

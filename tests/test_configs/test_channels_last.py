@@ -10,8 +10,8 @@ import os.path as osp
 
 import pytest
 import torch
-
 from conftest import REPO_ROOT, build_cpu_model
+
 from emo_mm.analysis.benchmark import set_layer_scales
 from emo_mm.codebases import flatten_outputs
 
@@ -36,8 +36,8 @@ def test_every_config_builds_channels_last():
     paths = sorted(glob.glob(osp.join(REPO_ROOT, 'configs', '*', '*.py')))
     assert len(paths) > 50
     layouts = {
-        osp.relpath(p, REPO_ROOT): load_config(p).model.backbone.get(
-            'channels_last')
+        osp.relpath(p, REPO_ROOT):
+        load_config(p).model.backbone.get('channels_last')
         for p in paths
     }
     # Mask R-CNN stays NCHW: test_roi_align_misreads_nhwc below.
@@ -98,8 +98,9 @@ def _run(model, x, train):
     grads = {}
     if train:
         gen = torch.Generator().manual_seed(1)
-        loss = sum((o * torch.randn(o.shape, generator=gen,
-                                    dtype=o.dtype)).sum() for o in outs)
+        loss = sum(
+            (o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum()
+            for o in outs)
         loss.backward()
         grads = {
             k: p.grad.clone()
@@ -110,9 +111,8 @@ def _run(model, x, train):
 
 def _check_layout_reached_heads(model, x):
     model.eval()  # a training-mode run would move the BN statistics
-    assert any(o.dim() == 4 and not o.is_contiguous()
-               and o.is_contiguous(memory_format=torch.channels_last)
-               for o in model.backbone(x))
+    assert any(o.dim() == 4 and not o.is_contiguous() and o.is_contiguous(
+        memory_format=torch.channels_last) for o in model.backbone(x))
 
 
 @pytest.mark.parametrize('family', sorted(FAMILIES))
@@ -142,8 +142,10 @@ def test_nhwc_features_give_same_gradients(family):
     nchw, nhwc = _pair(config)
     nchw.double()
     nhwc.double()
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0),
-                    dtype=torch.float64)
+    x = torch.randn(
+        *shape,
+        generator=torch.Generator().manual_seed(0),
+        dtype=torch.float64)
     outs_a, grads_a = _run(nchw, x, True)
     outs_b, grads_b = _run(nhwc, x, True)
     _check_layout_reached_heads(nhwc, x)
@@ -160,8 +162,8 @@ def test_roi_align_misreads_nhwc():
     RoI features. When this fails, mmcv reads NHWC right: switch those
     configs to channels_last=True."""
     from mmcv.ops import RoIAlign
-    feats = torch.randn(1, 16, 20, 24,
-                        generator=torch.Generator().manual_seed(0))
+    feats = torch.randn(
+        1, 16, 20, 24, generator=torch.Generator().manual_seed(0))
     rois = torch.tensor([[0, 3.0, 5.0, 90.0, 70.0],
                          [0, 10.5, 11.5, 30.5, 33.5]])
     op = RoIAlign((7, 7), 1 / 8, sampling_ratio=0, aligned=True)

@@ -2,12 +2,13 @@
 parameter count, trains a step and predicts."""
 import pytest
 import torch
-
 from conftest import CLASSIFIER_PARAMS, build_cpu_model
 
 # Backbone + final norm + 1000-class head; the paper's 1.3/2.3/5.1/6.1M.
-CONFIG_PARAMS = {f'emo_{arch}_in1k.py': count
-                 for arch, count in CLASSIFIER_PARAMS.items()}
+CONFIG_PARAMS = {
+    f'emo_{arch}_in1k.py': count
+    for arch, count in CLASSIFIER_PARAMS.items()
+}
 
 
 @pytest.mark.parametrize('config', sorted(CONFIG_PARAMS))
@@ -22,9 +23,11 @@ def test_config_builds_and_trains_a_step(config):
     from mmpretrain.structures import DataSample
     samples = [DataSample().set_gt_label(label) for label in (3, 999)]
     batch = model.data_preprocessor(
-        dict(inputs=list(torch.randint(0, 256, (2, 3, 160, 160),
-                                       dtype=torch.uint8)),
-             data_samples=samples), training=True)
+        dict(
+            inputs=list(
+                torch.randint(0, 256, (2, 3, 160, 160), dtype=torch.uint8)),
+            data_samples=samples),
+        training=True)
     model.train()
     before = model.head.fc.weight.detach().clone()
     log_vars = model.train_step(batch, wrapper)

@@ -4,16 +4,14 @@ import os.path as osp
 
 import pytest
 import torch
+from conftest import REPO_ROOT as REPO
+from conftest import build_cpu_model, train_steps
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
-
-from conftest import REPO_ROOT as REPO
-from conftest import build_cpu_model, train_steps
-
 
 # Measured on the authors' backbone (parity-tested) with the mmdet 3.3 neck
 # and head; the paper prints 2.3/3.3/6.0 and 10.4/11.5/14.4 million.
@@ -48,8 +46,12 @@ def fixed_batch(size, num_images=2):
     for i in range(num_images):
         sample = DetDataSample()
         sample.set_metainfo(
-            dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                 batch_input_shape=(h, w), scale_factor=(1.0, 1.0)))
+            dict(
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                pad_shape=(h, w),
+                batch_input_shape=(h, w),
+                scale_factor=(1.0, 1.0)))
         sample.gt_instances = InstanceData(
             bboxes=torch.tensor([[10.0, 20.0, w * 0.6, h * 0.7],
                                  [w * 0.5, h * 0.4, w - 5.0, h - 8.0]]),
@@ -90,8 +92,8 @@ def test_frozen_stages_hold_through_a_training_step():
     stages 3-4 (their BNs in training mode: new statistics), the neck and
     the head change."""
     torch.manual_seed(0)
-    cfg, model = build_cpu_model('ssdlite/emo_1m_coco.py', frozen_stages=2,
-                                 norm_eval=False)
+    cfg, model = build_cpu_model(
+        'ssdlite/emo_1m_coco.py', frozen_stages=2, norm_eval=False)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     model.train()
     inputs, samples = fixed_batch((128, 128))
@@ -104,8 +106,7 @@ def test_frozen_stages_hold_through_a_training_step():
     def changed(name):
         return not torch.equal(model.state_dict()[name], before[name])
 
-    frozen = ('backbone.stages.0.', 'backbone.stages.1.',
-              'backbone.stages.2.')
+    frozen = ('backbone.stages.0.', 'backbone.stages.1.', 'backbone.stages.2.')
     stats = [k for k in before if k.endswith('running_mean')]
     assert any(k.startswith(frozen) for k in stats)
     for name in before:
@@ -114,5 +115,6 @@ def test_frozen_stages_hold_through_a_training_step():
     for part in ('backbone.stages.3.', 'backbone.stages.4.', 'neck.',
                  'bbox_head.'):
         assert any(changed(k) for k in before if k.startswith(part)), part
-    assert all(changed(k) for k in stats
-               if k.startswith(('backbone.stages.3.', 'backbone.stages.4.')))
+    assert all(
+        changed(k) for k in stats
+        if k.startswith(('backbone.stages.3.', 'backbone.stages.4.')))

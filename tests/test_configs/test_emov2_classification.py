@@ -17,7 +17,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from conftest import (REPO_ROOT, _fixtures_missing, build_cpu_model,
                       emov2_logged_settings, shipped_config)
 
@@ -98,15 +97,19 @@ def test_config_has_the_issue_params_and_trains_a_step(name):
     from mmpretrain.structures import DataSample
     samples = [DataSample().set_gt_label(label) for label in (3, 999)]
     batch = model.data_preprocessor(
-        dict(inputs=list(torch.randint(0, 256, (2, 3, 64, 64),
-                                       dtype=torch.uint8)),
-             data_samples=samples), training=True)
+        dict(
+            inputs=list(
+                torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)),
+            data_samples=samples),
+        training=True)
     model.train()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     log_vars = model.train_step(batch, wrapper)
     assert torch.isfinite(log_vars['loss'])
-    changed = {n for n, p in model.named_parameters()
-               if not torch.equal(before[n], p)}
+    changed = {
+        n
+        for n, p in model.named_parameters() if not torch.equal(before[n], p)
+    }
     assert 'head.fc.weight' in changed
     assert any(n.startswith('backbone.stages.0.') for n in changed)
     assert any(n.startswith('backbone.stages.4.') for n in changed)
@@ -127,15 +130,18 @@ def test_logged_settings_differ_only_in_the_model():
     reference = rows['1M_224']
     for name, log in rows.items():
         assert set(log) == set(reference), name
-        differ = {k for k in log if k not in RUN_ROWS and
-                  log[k] != reference[k]}
+        differ = {
+            k
+            for k in log if k not in RUN_ROWS and log[k] != reference[k]
+        }
         if name.endswith('_KD'):
             assert differ == {'loss.loss_terms', 'cfg_path'}, (name, differ)
             # The row holds a Namespace repr: kept as text. The run's
             # cross-entropy term, then the distillation term.
             text = log['loss.loss_terms']
-            assert text.startswith(repr(reference['loss.loss_terms'])[:-1] +
-                                   ", {'type': 'CLSKDLoss'"), name
+            assert text.startswith(
+                repr(reference['loss.loss_terms'])[:-1] +
+                ", {'type': 'CLSKDLoss'"), name
             assert "name='tresnet_l_v2'" in text, name
         else:
             assert not differ, (name, differ)
@@ -145,8 +151,9 @@ def test_logged_settings_differ_only_in_the_model():
 def _test_transforms(text):
     """(resize size, its interpolation, crop size) of a logged
     data.test_transforms row (it holds enum reprs: kept as text)."""
-    resize = re.search(r"'type': 'Resize', 'size': (\d+), 'interpolation': "
-                       r"<InterpolationMode\.(\w+)", text)
+    resize = re.search(
+        r"'type': 'Resize', 'size': (\d+), 'interpolation': "
+        r"<InterpolationMode\.(\w+)", text)
     crop = re.search(r"'type': 'CenterCrop', 'size': (\d+)", text)
     return int(resize.group(1)), resize.group(2).lower(), int(crop.group(1))
 
@@ -283,8 +290,7 @@ def test_config_keeps_the_logged_recipe(name):
     assert preprocessor.to_rgb is True
     assert preprocessor.mean == pytest.approx(
         [255 * m for m in train_t['mean']])
-    assert preprocessor.std == pytest.approx(
-        [255 * s for s in train_t['std']])
+    assert preprocessor.std == pytest.approx([255 * s for s in train_t['std']])
 
     # Training transform: timm's create_transform (is_training): a random
     # resized crop with timm's default scale and ratio, resized bilinear or
@@ -295,8 +301,10 @@ def test_config_keeps_the_logged_recipe(name):
     pipeline = loader.dataset.pipeline
     assert cfg.train_pipeline == pipeline
     types = [t.type for t in pipeline]
-    assert types == ['LoadImageFromFile', 'RandomChoice', 'RandomFlip',
-                     'RandAugment', 'PackInputs']
+    assert types == [
+        'LoadImageFromFile', 'RandomChoice', 'RandomFlip', 'RandAugment',
+        'PackInputs'
+    ]
     branches = pipeline[1].transforms
     assert [t.interpolation for branch in branches
             for t in branch] == ['bilinear', 'bicubic']
@@ -304,8 +312,7 @@ def test_config_keeps_the_logged_recipe(name):
         assert crop.type == 'RandomResizedCrop' and crop.scale == size
         assert crop.backend == 'pillow'
         assert crop.get('crop_ratio_range', (0.08, 1.0)) == (0.08, 1.0)
-        assert crop.get('aspect_ratio_range', (3 / 4, 4 / 3)) == (3 / 4,
-                                                                  4 / 3)
+        assert crop.get('aspect_ratio_range', (3 / 4, 4 / 3)) == (3 / 4, 4 / 3)
     flip = pipeline[2]
     assert (flip.prob, flip.direction) == (0.5, 'horizontal')
     # rand-m9-mstd0.5-inc1: timm's increasing policies, 2 operations per
@@ -317,16 +324,18 @@ def test_config_keeps_the_logged_recipe(name):
     assert rand.total_level == 10
     assert rand.magnitude_level == int(policy.group(1))
     assert rand.magnitude_std == float(policy.group(2))
-    assert rand.hparams.pad_val == [round(255 * m)
-                                    for m in train_t['mean'][::-1]]
+    assert rand.hparams.pad_val == [
+        round(255 * m) for m in train_t['mean'][::-1]
+    ]
 
     # Test transform: short side to int(size / 0.875), bicubic; centre crop.
     resize, interpolation, crop = _test_transforms(log['data.test_transforms'])
     assert (resize, crop) == (int(224 / 0.875), 224) == (256, 224)
     test = cfg.val_dataloader.dataset.pipeline
     assert test == cfg.test_dataloader.dataset.pipeline
-    assert [t.type for t in test] == ['LoadImageFromFile', 'ResizeEdge',
-                                      'CenterCrop', 'PackInputs']
+    assert [t.type for t in test] == [
+        'LoadImageFromFile', 'ResizeEdge', 'CenterCrop', 'PackInputs'
+    ]
     assert test[1].scale == int(size / 0.875)
     assert (test[1].edge, test[1].backend) == ('short', 'pillow')
     assert test[1].interpolation == interpolation == 'bicubic'
@@ -383,16 +392,19 @@ def test_lr_schedule_is_the_authors():
     kwargs = log['trainer.scheduler_kwargs']
     theirs_opt = one_param_optimizer(log['optim.lr'])
     theirs_sched = CosineLRScheduler(
-        theirs_opt, t_initial=log['trainer.epoch_full'] * epoch_length,
-        lr_min=kwargs['lr_min'], warmup_lr_init=kwargs['warmup_lr'],
+        theirs_opt,
+        t_initial=log['trainer.epoch_full'] * epoch_length,
+        lr_min=kwargs['lr_min'],
+        warmup_lr_init=kwargs['warmup_lr'],
         warmup_t=kwargs['warmup_epochs'] * epoch_length,
-        cycle_decay=kwargs['cycle_decay'], cycle_limit=1,
-        noise_range_t=None, t_in_epochs=True)
+        cycle_decay=kwargs['cycle_decay'],
+        cycle_limit=1,
+        noise_range_t=None,
+        t_in_epochs=True)
     # auto_scale_lr at the authors' total batch leaves the lr as it is.
     batch = log['world_size'] * cfg.train_dataloader.batch_size
-    ours_opt = one_param_optimizer(
-        cfg.optim_wrapper.optimizer.lr * batch /
-        cfg.auto_scale_lr.base_batch_size)
+    ours_opt = one_param_optimizer(cfg.optim_wrapper.optimizer.lr * batch /
+                                   cfg.auto_scale_lr.base_batch_size)
     init_default_scope('mmpretrain')
     ours_sched = PARAM_SCHEDULERS.build(
         copy.deepcopy(cfg.param_scheduler),
@@ -435,17 +447,21 @@ def authors_names(model):
     from emo_mm.models.checkpoint import classifier_to_authors
     keys = list(model.state_dict())
     indexed = OrderedDict((k, torch.tensor(i)) for i, k in enumerate(keys))
-    theirs = {keys[int(v)]: k for k, v in
-              classifier_to_authors(indexed).items()}
+    theirs = {
+        keys[int(v)]: k
+        for k, v in classifier_to_authors(indexed).items()
+    }
     return {name: theirs[name] for name, _ in model.named_parameters()}
 
 
 def weight_decays(cfg, model):
     wrapper = cpu_optim_wrapper(cfg, model)
     names = {id(p): n for n, p in model.named_parameters()}
-    decay = {names[id(p)]: group['weight_decay']
-             for group in wrapper.optimizer.param_groups
-             for p in group['params']}
+    decay = {
+        names[id(p)]: group['weight_decay']
+        for group in wrapper.optimizer.param_groups
+        for p in group['params']
+    }
     assert len(decay) == len(names)  # every parameter, once
     return decay
 
@@ -457,13 +473,14 @@ def check_no_weight_decay(cfg, model):
     theirs = authors_names(model)
     shapes = dict((n, p.shape) for n, p in model.named_parameters())
     exempt_ours = {theirs[n] for n, wd in decay.items() if wd == 0}
-    exempt_theirs = {theirs[n] for n in decay
-                     if authors_rule(theirs[n], shapes[n])}
-    assert exempt_ours == exempt_theirs, (
-        sorted(exempt_ours - exempt_theirs),
-        sorted(exempt_theirs - exempt_ours))
-    assert set(decay.values()) == {0.0, cfg.optim_wrapper.optimizer.
-                                   weight_decay}
+    exempt_theirs = {
+        theirs[n]
+        for n in decay if authors_rule(theirs[n], shapes[n])
+    }
+    assert exempt_ours == exempt_theirs, (sorted(exempt_ours - exempt_theirs),
+                                          sorted(exempt_theirs - exempt_ours))
+    assert set(
+        decay.values()) == {0.0, cfg.optim_wrapper.optimizer.weight_decay}
     # The keyword matters: LayerScale gammas are 4-D, one per block with a
     # skip; without '.gamma' they would be decayed.
     gammas = [n for n in decay if n.endswith('.gamma')]
@@ -505,7 +522,9 @@ def test_authors_checkpoint_gives_their_logits(fixture_name, tmp_path):
     # Their parameter names are the ones the no-decay test maps ours to.
     buffers = ('running_mean', 'running_var', 'num_batches_tracked')
     assert set(authors_names(model).values()) == {
-        k for k in fixture['state_dict'] if not k.endswith(buffers)}
+        k
+        for k in fixture['state_dict'] if not k.endswith(buffers)
+    }
     path = str(tmp_path / 'net.pth')
     torch.save(fixture['state_dict'], path)
     load_checkpoint(model, path, map_location='cpu', strict=True)

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import (EMOV2_LOGS, REPO_ROOT, _fixtures_missing,
+                      build_cpu_model, emov2_logged_config, shipped_config)
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import InstanceData
 
-from conftest import (EMOV2_LOGS, REPO_ROOT, _fixtures_missing,
-                      build_cpu_model, emov2_logged_config,
-                      shipped_config)
 from emo_mm.models import EMOv2
 from emo_mm.models.checkpoint import ours_to_authors
 
@@ -28,22 +27,24 @@ VARIANTS = ('1m', '2m', '5m', '20m')
 # counts, measured by building the authors' own configs with their backbone
 # under mmdet 3.3.0 (the 512 SSDLite has the 320 one's anchors and layers).
 FAMILIES = (
-    ('ssdlite/emov2_{}_coco.py', 'SSDLite_{}_300',
-     (2_409_088, 3_349_556, 6_094_132, 21_213_780)),
+    ('ssdlite/emov2_{}_coco.py', 'SSDLite_{}_300', (2_409_088, 3_349_556,
+                                                    6_094_132, 21_213_780)),
     ('ssdlite/emov2_{}_512_coco.py', 'SSDLite_{}_512',
      (2_409_088, 3_349_556, 6_094_132, 21_213_780)),
-    ('retinanet/emov2_{}_coco.py', 'RetinaNet_{}',
-     (10_597_616, 11_562_484, 14_458_100, 29_831_444)),
-    ('mask_rcnn/emov2_{}_coco.py', 'MaskRCNN_{}',
-     (21_271_788, 22_190_576, 24_887_536, 39_896_336)),
+    ('retinanet/emov2_{}_coco.py', 'RetinaNet_{}', (10_597_616, 11_562_484,
+                                                    14_458_100, 29_831_444)),
+    ('mask_rcnn/emov2_{}_coco.py', 'MaskRCNN_{}', (21_271_788, 22_190_576,
+                                                   24_887_536, 39_896_336)),
 )
 CONFIG_PARAMS = {
     pattern.format(v): params[i]
-    for pattern, _, params in FAMILIES for i, v in enumerate(VARIANTS)
+    for pattern, _, params in FAMILIES
+    for i, v in enumerate(VARIANTS)
 }
 LOG_RUN = {
     pattern.format(v): run.format(v.upper())
-    for pattern, run, _ in FAMILIES for v in VARIANTS
+    for pattern, run, _ in FAMILIES
+    for v in VARIANTS
 }
 CONFIGS = sorted(CONFIG_PARAMS)
 # The box mAP of the paper and the authors' README (the issue's reference
@@ -55,7 +56,6 @@ PAPER_BOX_AP = {
     'MaskRCNN_{}': (37.1, 39.5, 42.3, 44.2),
 }
 
-
 load = shipped_config
 
 
@@ -66,8 +66,8 @@ def test_the_table_covers_sixteen_configs_on_disk():
     on_disk = {
         osp.relpath(path, osp.join(REPO_ROOT, 'configs'))
         for folder in ('ssdlite', 'retinanet', 'mask_rcnn')
-        for path in glob.glob(osp.join(REPO_ROOT, 'configs', folder,
-                                       'emov2_*.py'))
+        for path in glob.glob(
+            osp.join(REPO_ROOT, 'configs', folder, 'emov2_*.py'))
     }
     assert on_disk == set(CONFIGS)
     assert len(CONFIGS) == 16
@@ -81,8 +81,12 @@ def tiny_batch(with_mask, size=(96, 128), num_images=2):
     for i in range(num_images):
         sample = DetDataSample()
         sample.set_metainfo(
-            dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                 batch_input_shape=(h, w), scale_factor=(1.0, 1.0)))
+            dict(
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                pad_shape=(h, w),
+                batch_input_shape=(h, w),
+                scale_factor=(1.0, 1.0)))
         boxes = torch.tensor([[8.0, 10.0, w * 0.6, h * 0.7],
                               [w * 0.45, h * 0.35, w - 6.0, h - 5.0]])
         instances = InstanceData(bboxes=boxes, labels=torch.tensor([i, 3]))
@@ -122,8 +126,14 @@ OURS_ONLY = ('custom_imports', 'pretrained', 'work_dir')
 # The authors' EMO2 arguments that are one design for every run; emo_mm's
 # EMOv2 implements exactly this design (its arch_settings hold the rest).
 AUTHORS_DESIGN = dict(
-    dim_in=3, qkv_bias=True, attn_drop=0.0, drop=0.0, v_group=False,
-    attn_pre=False, ls_value=1e-6, conv_kss=[1, 1, 1, 1],
+    dim_in=3,
+    qkv_bias=True,
+    attn_drop=0.0,
+    drop=0.0,
+    v_group=False,
+    attn_pre=False,
+    ls_value=1e-6,
+    conv_kss=[1, 1, 1, 1],
     conv_groupss=[1, 1, 1, 1])
 NORM_TYPES = {'bn_2d': 'BN', 'ln_2d': 'LN2d'}
 ACT_TYPES = {'silu': 'SiLU', 'gelu': 'GELU'}
@@ -144,9 +154,9 @@ def differences(ours, theirs, path=''):
     if isinstance(ours, dict) and isinstance(theirs, dict):
         out = []
         for key in sorted(set(ours) | set(theirs), key=str):
-            out += differences(ours.get(key, '<absent>'),
-                               theirs.get(key, '<absent>'),
-                               f'{path}.{key}' if path else str(key))
+            out += differences(
+                ours.get(key, '<absent>'), theirs.get(key, '<absent>'),
+                f'{path}.{key}' if path else str(key))
         return out
     if isinstance(ours, list) and isinstance(theirs, list) and \
             len(ours) == len(theirs):
@@ -262,12 +272,13 @@ def test_recipe_essentials(config):
     assert cfg.model.backbone.frozen_stages == (-1 if ssd else 1)
     size = 512 if '_512_' in config else 320
     if ssd:
-        resize = [t for t in cfg.train_dataloader.dataset.dataset.pipeline
-                  if t.type == 'Resize']
+        resize = [
+            t for t in cfg.train_dataloader.dataset.dataset.pipeline
+            if t.type == 'Resize'
+        ]
         assert resize[0].scale == (size, size)
         for loader in (cfg.val_dataloader, cfg.test_dataloader):
-            resize = [t for t in loader.dataset.pipeline
-                      if t.type == 'Resize']
+            resize = [t for t in loader.dataset.pipeline if t.type == 'Resize']
             assert resize[0].scale == (size, size)
         # The anchors of the 320 model at both sizes, as the authors ran.
         assert cfg.model.bbox_head.anchor_generator.max_sizes[-1] == 320
@@ -312,14 +323,16 @@ def check_no_decay_and_frozen(model, wrapper, logged):
                          for i in range(frozen_stages + 1))
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {
-        n for n, theirs in names.items()
+        n
+        for n, theirs in names.items()
         if their_frozen and theirs.startswith(their_frozen)
     }
 
     by_id = {id(p): n for n, p in model.named_parameters()}
     decay = {
         by_id[id(p)]: group['weight_decay']
-        for group in wrapper.optimizer.param_groups for p in group['params']
+        for group in wrapper.optimizer.param_groups
+        for p in group['params']
     }
     assert set(decay) == set(names) - frozen
 
@@ -339,8 +352,11 @@ def check_no_decay_and_frozen(model, wrapper, logged):
     # backbone, the stem's BNs included, and nothing else.
     assert {n.split('.')[-2] for n in spared} == {'norm', 'bn'}
     assert any('.conv_local.bn.' in n for n in spared)
-    stem_bns = {f'backbone.stages.0.{i}.bn.{w}' for i in (0, 1)
-                for w in ('weight', 'bias')}
+    stem_bns = {
+        f'backbone.stages.0.{i}.bn.{w}'
+        for i in (0, 1)
+        for w in ('weight', 'bias')
+    }
     if frozen_stages < 0:
         assert stem_bns <= spared
     else:
@@ -393,8 +409,7 @@ def test_the_512_ssdlite_configs_are_the_320_models(variant):
     scope (all that the build and the step read) are the 320 config's, and
     the authors' 512 run has the model and optimizer of their 320 run (all
     that the no-decay and frozen sets read from the log)."""
-    pair = [f'ssdlite/emov2_{variant}{size}_coco.py'
-            for size in ('', '_512')]
+    pair = [f'ssdlite/emov2_{variant}{size}_coco.py' for size in ('', '_512')]
     assert pair[0] in BUILT and pair[1] in CONFIGS
     assert CONFIG_PARAMS[pair[1]] == CONFIG_PARAMS[pair[0]]
     small, large = (load(c) for c in pair)
@@ -417,24 +432,24 @@ def evaluations(run):
             match = re.search(r'Epoch\(val\) \[(\d+)\]', line)
             if match:
                 metrics = dict(re.findall(r'coco/(\w+): ([\d.]+)', line))
-                out.append((int(match.group(1)),
-                            {k: float(v) for k, v in metrics.items()}))
+                out.append((int(match.group(1)), {
+                    k: float(v)
+                    for k, v in metrics.items()
+                }))
     return out
 
 
 def metafile_models():
     models = {}
     for folder in ('ssdlite', 'retinanet', 'mask_rcnn'):
-        with open(osp.join(REPO_ROOT, 'configs', folder,
-                           'metafile.yml')) as f:
+        with open(osp.join(REPO_ROOT, 'configs', folder, 'metafile.yml')) as f:
             for model in yaml.safe_load(f)['Models']:
                 models[model['Config']] = model
     return models
 
 
 @pytest.mark.parametrize('pattern,run', [(p, r) for p, r, _ in FAMILIES])
-def test_metafiles_quote_the_paper_and_the_logs_last_evaluation(
-        pattern, run):
+def test_metafiles_quote_the_paper_and_the_logs_last_evaluation(pattern, run):
     models = metafile_models()
     for i, variant in enumerate(VARIANTS):
         config = pattern.format(variant)

@@ -7,19 +7,22 @@ import os.path as osp
 
 import pytest
 import torch
+from conftest import (FIXTURES, REPO_ROOT, _fixtures_missing, build_cpu_model,
+                      emov2_logged_config, shipped_config)
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from conftest import (FIXTURES, REPO_ROOT, _fixtures_missing,
-                      build_cpu_model, emov2_logged_config,
-                      shipped_config)
 from emo_mm.models.checkpoint import ours_to_authors
 
 VARIANTS = ('1m', '2m', '5m', '20m')
 # Our folder -> the authors' log name (their spelling).
-RUN_NAMES = {'deeplabv3': 'DeeLabv3', 'pspnet': 'PSPNet',
-             'segformer': 'SegFormer', 'sem_fpn': 'FPN'}
+RUN_NAMES = {
+    'deeplabv3': 'DeeLabv3',
+    'pspnet': 'PSPNet',
+    'segformer': 'SegFormer',
+    'sem_fpn': 'FPN'
+}
 # The issue's reference counts (the authors' configs built with their
 # backbone under mmseg 1.2.2), the auxiliary FCN head included.
 PARAMS = {
@@ -31,7 +34,8 @@ PARAMS = {
 CONFIGS = {
     f'{folder}/emov2_{variant}_ade20k.py':
     (f'{RUN_NAMES[folder]}_{variant.upper()}', PARAMS[folder][i])
-    for folder in RUN_NAMES for i, variant in enumerate(VARIANTS)
+    for folder in RUN_NAMES
+    for i, variant in enumerate(VARIANTS)
 }
 
 
@@ -51,7 +55,8 @@ def built(request):
 def test_every_emov2_segmentation_config_is_tested():
     on_disk = {
         osp.relpath(p, osp.join(REPO_ROOT, 'configs'))
-        for folder in RUN_NAMES for p in glob.glob(
+        for folder in RUN_NAMES
+        for p in glob.glob(
             osp.join(REPO_ROOT, 'configs', folder, 'emov2_*.py'))
     }
     assert on_disk == set(CONFIGS)
@@ -90,10 +95,16 @@ def config_optim_wrapper(cfg, model):
 # included, must be equal):
 KNOWN_DIFFERENCES = {
     # Variables of the authors' config files, and their launcher.
-    'bs_ratio', 'ratio', 'max_iters', 'launcher', 'work_dir',
+    'bs_ratio',
+    'ratio',
+    'max_iters',
+    'launcher',
+    'work_dir',
     # Ours: the plugin import, the ImageNet weights (a variable), and the
     # total batch (4 GPUs x 8) for --auto-scale-lr.
-    'custom_imports', 'pretrained', 'auto_scale_lr',
+    'custom_imports',
+    'pretrained',
+    'auto_scale_lr',
     # Their EMO2 arguments as emo_mm's EMOv2 arguments (checked by
     # test_backbone_is_the_logged_one).
     'model.backbone',
@@ -125,8 +136,7 @@ def without_scope(node):
     """A config without the ``_scope_`` keys that mmengine adds to a base
     read as 'mmseg::...' (the authors' dumps come from relative bases)."""
     if isinstance(node, dict):
-        return {k: without_scope(v) for k, v in node.items()
-                if k != '_scope_'}
+        return {k: without_scope(v) for k, v in node.items() if k != '_scope_'}
     if isinstance(node, (list, tuple)):
         return type(node)(without_scope(v) for v in node)
     return node
@@ -159,8 +169,8 @@ def test_recipe_is_the_logged_one(config):
         ours['train_cfg']['val_interval']
     model, their_model = ours['model'], theirs['model']
     assert model['test_cfg'] == their_model['test_cfg'] == dict(mode='whole')
-    for part in ('data_preprocessor', 'decode_head', 'auxiliary_head',
-                 'neck', 'pretrained'):
+    for part in ('data_preprocessor', 'decode_head', 'auxiliary_head', 'neck',
+                 'pretrained'):
         assert model.get(part) == their_model.get(part), part
     for part in ('decode_head', 'auxiliary_head'):
         if model.get(part):
@@ -246,7 +256,8 @@ def test_optimizer_groups_are_the_authors(built):
     ids = {id(p): n for n, p in model.named_parameters()}
     groups = {
         ids[id(p)]: (group['lr'], group['weight_decay'])
-        for group in wrapper.optimizer.param_groups for p in group['params']
+        for group in wrapper.optimizer.param_groups
+        for p in group['params']
     }
     assert set(groups) == set(ids.values())
 
@@ -263,8 +274,10 @@ def test_optimizer_groups_are_the_authors(built):
     # Every backbone norm, and nothing else: the stem's BNs, the blocks'
     # pre-norms, the LayerNorms after the depthwise convs; no head norm.
     backbone_norms = {
-        n for n in groups if n.startswith('backbone.')
-        and any(f'.{part}.' in n for part in ('bn', 'norm', 'ln'))
+        n
+        for n in groups
+        if n.startswith('backbone.') and any(f'.{part}.' in n
+                                             for part in ('bn', 'norm', 'ln'))
     }
     assert no_decay == backbone_norms
     assert any('.stages.0.0.bn.' in n for n in no_decay)
@@ -279,8 +292,8 @@ def test_optimizer_groups_are_the_authors(built):
 def test_renamed_backbone_is_the_authors_mmseg_backbone():
     """The renaming used above gives the keys of the authors' own mmseg
     backbone (their 5M state dict in the shared fixture)."""
-    path = osp.join(osp.dirname(FIXTURES), 'fixtures_v2',
-                    'emo2_5m_seg_w10_160x192.pt')
+    path = osp.join(
+        osp.dirname(FIXTURES), 'fixtures_v2', 'emo2_5m_seg_w10_160x192.pt')
     if not osp.exists(path):
         _fixtures_missing(osp.basename(path))
     theirs = torch.load(path, weights_only=True)['state_dict']
@@ -318,8 +331,11 @@ def test_config_takes_a_training_step(built):
     # Every part moves. (Not every parameter visibly: behind LayerScale's
     # 1e-6, some stage-4 norm weights get gradients near 1e-15, far below
     # AdamW's eps, and their step is lost against 1.0 in float32.)
-    moved = {n.split('.')[0] for n, p in model.named_parameters()
-             if not torch.equal(p.detach(), before[n])}
+    moved = {
+        n.split('.')[0]
+        for n, p in model.named_parameters()
+        if not torch.equal(p.detach(), before[n])
+    }
     assert moved == {n.split('.')[0] for n in before}
 
 

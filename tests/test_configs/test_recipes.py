@@ -7,11 +7,10 @@ import os.path as osp
 
 import pytest
 import torch
+from conftest import REPO_ROOT, build_cpu_model, logged_settings
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import HOOKS, MODELS
-
-from conftest import REPO_ROOT, build_cpu_model, logged_settings
 
 
 def lookup(cfg, path):
@@ -110,8 +109,8 @@ RECIPES = {
     },
     **{
         f'{method}/emo_{arch}_ade20k.py': segmentation_recipe(method, arch)
-        for method in ('deeplabv3', 'pspnet') for arch in ('1m', '2m', '5m')
-        if (method, arch) != ('pspnet', '5m')
+        for method in ('deeplabv3', 'pspnet')
+        for arch in ('1m', '2m', '5m') if (method, arch) != ('pspnet', '5m')
     },
     'pspnet/emo_5m_ade20k.py': {
         **segmentation_recipe('pspnet', '5m'),
@@ -140,39 +139,61 @@ RECIPES = {
         'val_evaluator.iou_metrics': ['mIoU'],
     },
     'imagenet/emo_5m_in1k.py': {
-        'model.backbone.arch': '5m',
-        'model.backbone.window_size': 7,
-        'model.backbone.final_norm': True,
-        'model.head.loss.label_smooth_val': 0.1,
-        'optim_wrapper.optimizer.type': 'AdamW',
+        'model.backbone.arch':
+        '5m',
+        'model.backbone.window_size':
+        7,
+        'model.backbone.final_norm':
+        True,
+        'model.head.loss.label_smooth_val':
+        0.1,
+        'optim_wrapper.optimizer.type':
+        'AdamW',
         # What the authors' logs say ran (their trainer scales the 1.5e-3
         # of their config file by 2048 / 512).
-        'optim_wrapper.optimizer.lr': 6e-3,
-        'optim_wrapper.optimizer.weight_decay': 0.05,
-        'optim_wrapper.clip_grad.max_norm': 5.0,
-        'optim_wrapper.paramwise_cfg.norm_decay_mult': 0.0,
-        'optim_wrapper.paramwise_cfg.bias_decay_mult': 0.0,
-        'auto_scale_lr.base_batch_size': 2048,
-        'train_dataloader.batch_size': 2048 // 8,
+        'optim_wrapper.optimizer.lr':
+        6e-3,
+        'optim_wrapper.optimizer.weight_decay':
+        0.05,
+        'optim_wrapper.clip_grad.max_norm':
+        5.0,
+        'optim_wrapper.paramwise_cfg.norm_decay_mult':
+        0.0,
+        'optim_wrapper.paramwise_cfg.bias_decay_mult':
+        0.0,
+        'auto_scale_lr.base_batch_size':
+        2048,
+        'train_dataloader.batch_size':
+        2048 // 8,
         # Every iteration's lr against timm: tests/test_engine/
         # test_schedulers.py.
-        'param_scheduler.type': 'TimmCosineLR',
-        'train_cfg.max_epochs': 300,
+        'param_scheduler.type':
+        'TimmCosineLR',
+        'train_cfg.max_epochs':
+        300,
         'custom_hooks[EMAHook].momentum':
         lambda momentum: 1 - momentum == pytest.approx(0.9998),
-        'custom_hooks[EMAHook].evaluate_on_ema': True,
-        'custom_hooks[EMAHook].evaluate_on_origin': True,
-        'train_pipeline': lambda pipeline: (
-            'RandomErasing' not in [t.type for t in pipeline]
-            and 'RandAugment' in [t.type for t in pipeline]),
-        'train_pipeline.1.transforms': lambda branches: [
-            t.interpolation for branch in branches for t in branch
-        ] == ['bilinear', 'bicubic'],
-        'test_pipeline.1.type': 'ResizeEdge',
-        'test_pipeline.1.scale': 256,
-        'test_pipeline.1.edge': 'short',
-        'test_pipeline.1.interpolation': 'bicubic',
-        'test_pipeline.2.crop_size': 224,
+        'custom_hooks[EMAHook].evaluate_on_ema':
+        True,
+        'custom_hooks[EMAHook].evaluate_on_origin':
+        True,
+        'train_pipeline':
+        lambda pipeline: ('RandomErasing' not in [t.type for t in pipeline] and
+                          'RandAugment' in [t.type for t in pipeline]),
+        'train_pipeline.1.transforms':
+        lambda branches:
+        [t.interpolation for branch in branches
+         for t in branch] == ['bilinear', 'bicubic'],
+        'test_pipeline.1.type':
+        'ResizeEdge',
+        'test_pipeline.1.scale':
+        256,
+        'test_pipeline.1.edge':
+        'short',
+        'test_pipeline.1.interpolation':
+        'bicubic',
+        'test_pipeline.2.crop_size':
+        224,
     },
 }
 
@@ -233,7 +254,8 @@ def test_no_weight_decay_on_the_authors_norm_parameters(config):
     names = {id(p): n for n, p in model.named_parameters()}
     decay = {
         names[id(p)]: group['weight_decay']
-        for group in wrapper.optimizer.param_groups for p in group['params']
+        for group in wrapper.optimizer.param_groups
+        for p in group['params']
     }
     assert len(decay) == len(names)
     for name, expected in NO_DECAY[config].items():
@@ -267,8 +289,8 @@ def test_seed_sampler_and_ema_are_the_logged_ones(variant):
 def test_detection_configs_use_the_logged_seed(family):
     # The authors' mmdet logs: "Set random seed to 0, deterministic: False".
     for variant in ('1m', '2m', '5m'):
-        cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', family,
-                                       f'emo_{variant}_coco.py'))
+        cfg = Config.fromfile(
+            osp.join(REPO_ROOT, 'configs', family, f'emo_{variant}_coco.py'))
         assert cfg.randomness == dict(seed=0, deterministic=False)
 
 
@@ -305,8 +327,10 @@ def test_ema_hook_averages_batchnorm_statistics():
         loss.backward()
         optimizer.step()
         hook.after_train_iter(runner, step)
-        current = {k: v.detach().clone() for k, v in
-                   model.state_dict().items()}
+        current = {
+            k: v.detach().clone()
+            for k, v in model.state_dict().items()
+        }
         if reference is None:
             reference = current
         else:
@@ -314,18 +338,19 @@ def test_ema_hook_averages_batchnorm_statistics():
                 if value.is_floating_point():
                     value.mul_(decay).add_(current[key], alpha=1 - decay)
     averaged = hook.ema_model.module.state_dict()
-    stats = [k for k in reference if k.endswith(('running_mean',
-                                                 'running_var'))]
+    stats = [
+        k for k in reference if k.endswith(('running_mean', 'running_var'))
+    ]
     assert stats  # the classifier has BatchNorms (stages 1-2, stem)
     for key in stats:
         # Not simply the model's current statistics ...
         assert not torch.allclose(averaged[key], current[key]), key
         # ... but their average.
-        torch.testing.assert_close(averaged[key], reference[key],
-                                   rtol=1e-5, atol=1e-7, msg=key)
+        torch.testing.assert_close(
+            averaged[key], reference[key], rtol=1e-5, atol=1e-7, msg=key)
     for key, value in reference.items():
         if value.is_floating_point():
-            torch.testing.assert_close(averaged[key], value, rtol=1e-5,
-                                       atol=1e-7, msg=key)
+            torch.testing.assert_close(
+                averaged[key], value, rtol=1e-5, atol=1e-7, msg=key)
         else:
             assert torch.equal(averaged[key], value), key

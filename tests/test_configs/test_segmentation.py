@@ -5,16 +5,15 @@ import os.path as osp
 
 import pytest
 import torch
+from conftest import REPO_ROOT as REPO
+from conftest import train_steps
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from conftest import REPO_ROOT as REPO
-from conftest import train_steps
 from emo_mm.config import sync_bn_to_bn
-
 
 # Measured on the authors' backbone (parity-tested) with the mmseg 1.2.2
 # heads, auxiliary FCN head included; the paper prints 5.6/6.9/10.3M and

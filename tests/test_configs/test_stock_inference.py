@@ -7,9 +7,9 @@ import os.path as osp
 
 import numpy as np
 import torch
+from conftest import REPO_ROOT, build_cpu_model
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from conftest import REPO_ROOT, build_cpu_model
 from emo_mm.models import EMO
 
 
@@ -24,8 +24,8 @@ def save_checkpoint(config, path, dataset_meta):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
     state = model.state_dict()
-    torch.save(dict(state_dict=state, meta=dict(dataset_meta=dataset_meta)),
-               path)
+    torch.save(
+        dict(state_dict=state, meta=dict(dataset_meta=dataset_meta)), path)
     return state
 
 
@@ -53,10 +53,13 @@ def test_mmseg_init_model_and_inference_model(tmp_path):
                             ADE20KDataset.METAINFO)
     model = init_model(
         osp.join(REPO_ROOT, 'configs', 'deeplabv3', 'emo_1m_ade20k.py'),
-        path, device='cpu', cfg_options={'test_pipeline.1.scale': (96, 64)})
+        path,
+        device='cpu',
+        cfg_options={'test_pipeline.1.scale': (96, 64)})
     assert isinstance(model.backbone, EMO)
-    assert any(isinstance(m, torch.nn.SyncBatchNorm)
-               for m in model.backbone.modules())
+    assert any(
+        isinstance(m, torch.nn.SyncBatchNorm)
+        for m in model.backbone.modules())
     check_loaded(model, saved)
     assert model.dataset_meta['classes'] == ADE20KDataset.METAINFO['classes']
 
@@ -85,8 +88,8 @@ def test_mmpretrain_get_model_and_inference_model(tmp_path):
     saved = save_checkpoint('imagenet/emo_1m_in1k.py', path,
                             dict(classes=classes))
     model = get_model(name, pretrained=path, device='cpu')
-    assert model._config.filename == osp.join(REPO_ROOT, 'configs',
-                                              'imagenet', 'emo_1m_in1k.py')
+    assert model._config.filename == osp.join(REPO_ROOT, 'configs', 'imagenet',
+                                              'emo_1m_in1k.py')
     assert isinstance(model.backbone, EMO)
     check_loaded(model, saved)
 

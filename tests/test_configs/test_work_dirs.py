@@ -11,7 +11,6 @@ import glob
 import os.path as osp
 
 import pytest
-
 from conftest import REPO_ROOT, shipped_config
 
 CONFIGS = sorted(
@@ -53,13 +52,15 @@ def test_every_config_names_its_own_work_dir():
     assert len(set(dirs.values())) == len(CONFIGS)
 
 
-@pytest.mark.parametrize('config', [
-    'ssdlite/emo_5m_coco.py',  # inherits from ssdlite/emo_1m_coco.py
-    'retinanet/emo_5m_coco.py',
-    'deeplabv3/emov2_5m_ade20k.py',
-    'pspnet/emov2_5m_ade20k.py',
-    'demo/ssdlite_emov2_1m_shapes.py',  # two levels of our own bases
-])
+@pytest.mark.parametrize(
+    'config',
+    [
+        'ssdlite/emo_5m_coco.py',  # inherits from ssdlite/emo_1m_coco.py
+        'retinanet/emo_5m_coco.py',
+        'deeplabv3/emov2_5m_ade20k.py',
+        'pspnet/emov2_5m_ade20k.py',
+        'demo/ssdlite_emov2_1m_shapes.py',  # two levels of our own bases
+    ])
 def test_the_parsed_config_gives_its_own_work_dir(config):
     cfg = shipped_config(config)
     assert stock_work_dir(cfg, config) == own_work_dir(config)

@@ -7,9 +7,9 @@ import os.path as osp
 
 import cv2
 import numpy as np
+from conftest import REPO_ROOT, run_tool
 from mmengine.config import Config
 
-from conftest import REPO_ROOT, run_tool
 from emo_mm.demo_data import make_scenes_ade20k
 from emo_mm.demo_data.scenes_ade20k import CLASS_IDS, ade20k_metainfo
 
@@ -20,12 +20,10 @@ def test_generated_set_follows_ade20k(tiny_scenes):
     root, counts = tiny_scenes
     images = sorted(glob.glob(root + 'images/training/*.jpg'))
     labels = sorted(glob.glob(root + 'annotations/training/*.png'))
-    assert [osp.basename(p) for p in images] == [
-        f'ADE_train_{i:08d}.jpg' for i in range(1, 7)
-    ]
-    assert [p[:-4] for p in map(osp.basename, labels)] == [
-        p[:-4] for p in map(osp.basename, images)
-    ]
+    assert [osp.basename(p) for p in images
+            ] == [f'ADE_train_{i:08d}.jpg' for i in range(1, 7)]
+    assert [p[:-4] for p in map(osp.basename, labels)
+            ] == [p[:-4] for p in map(osp.basename, images)]
     assert len(glob.glob(root + 'annotations/validation/*.png')) == 3
     label = cv2.imread(labels[0], cv2.IMREAD_UNCHANGED)
     assert label.dtype == np.uint8 and label.ndim == 2
@@ -53,15 +51,15 @@ def test_same_seed_same_bytes(tmp_path):
         }
     expected = {
         f'{kind}/{split}/ADE_{prefix}_{i:08d}.{ext}'
-        for split, prefix, num in (('training', 'train', 2),
-                                   ('validation', 'val', 1))
+        for split, prefix, num in (('training', 'train', 2), ('validation',
+                                                              'val', 1))
         for kind, ext in (('images', 'jpg'), ('annotations', 'png'))
         for i in range(1, num + 1)
     }
     assert files['a'] == files['b'] == expected
     for rel in sorted(files['a']):
-        assert (tmp_path / 'a' / rel).read_bytes() == (
-            tmp_path / 'b' / rel).read_bytes(), rel
+        assert (tmp_path / 'a' / rel).read_bytes() == (tmp_path / 'b' /
+                                                       rel).read_bytes(), rel
 
 
 def test_demo_metainfo_selects_ade20k_classes(tiny_scenes):

@@ -6,8 +6,9 @@ import os.path as osp
 
 import cv2
 import pytest
-
 from conftest import run_tool
+
+from emo_mm import UserError
 from emo_mm.demo_data import demo_data_main, make_shapes_coco
 
 NUM_TRAIN, NUM_VAL = 12, 4
@@ -50,8 +51,8 @@ def test_same_seed_same_bytes(dataset):
 
 def test_other_seed_differs(dataset):
     roots, _ = dataset
-    assert _load_json(roots['a'], 'train') != _load_json(
-        roots['other'], 'train')
+    assert _load_json(roots['a'],
+                      'train') != _load_json(roots['other'], 'train')
     name = osp.join('train', '000000.png')
     assert _read_bytes(osp.join(roots['a'], name)) != _read_bytes(
         osp.join(roots['other'], name))
@@ -107,15 +108,15 @@ def test_mmdet_coco_dataset_loads(dataset):
 
 def test_cli_writes_new_root(tmp_path):
     root = str(tmp_path / 'new')
-    status, out = run_tool('misc/make_demo_coco.py', root, '--num-train',
-                           '2', '--num-val', '1')
+    status, out = run_tool('misc/make_demo_coco.py', root, '--num-train', '2',
+                           '--num-val', '1')
     assert status == 0, out
     assert len(_load_json(root, 'train')['images']) == 2
     assert len(_load_json(root, 'val')['images']) == 1
     assert root in out
 
 
-def test_cli_refuses_to_overwrite(tmp_path, capsys):
+def test_cli_refuses_to_overwrite(tmp_path):
     root = tmp_path / 'existing'
     (root / 'annotations').mkdir(parents=True)
     kept = root / 'annotations' / 'train.json'
@@ -123,13 +124,16 @@ def test_cli_refuses_to_overwrite(tmp_path, capsys):
     args = [str(root), '--num-train', '2', '--num-val', '1']
 
     def main(argv):
-        return demo_data_main('shapes', make_shapes_coco,
-                              dict(num_train=400, num_val=80), argv=argv)
+        return demo_data_main(
+            'shapes',
+            make_shapes_coco,
+            dict(num_train=400, num_val=80),
+            argv=argv)
 
-    assert main(args) == 1
-    assert '--force' in capsys.readouterr().err
+    with pytest.raises(UserError, match='--force'):
+        main(args)
     assert kept.read_text() == 'mine'
     assert not (root / 'train').exists()
     # With --force it writes over files of the same names.
-    assert main(args + ['--force']) == 0
+    main(args + ['--force'])
     assert len(_load_json(str(root), 'train')['images']) == 2

@@ -11,8 +11,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
-
 from conftest import REPO_ROOT, free_port, run_python, run_tool, run_torchrun
+
 from emo_mm.engine import GlooSyncBatchNorm
 
 DEMO = osp.join(REPO_ROOT, 'configs', 'demo', 'emo_1m_shapes_cls.py')
@@ -65,9 +65,9 @@ def _sync_bn_worker(rank, world, port, x, queue):
     (y * weights[0:1]).sum().backward()
     # As NumPy arrays, sent by value: torch would pass shared-memory file
     # descriptors that vanish with this process if it exits first.
-    queue.put((rank, *(t.detach().numpy() for t in (
-        y, part.grad, bn.weight.grad, bn.bias.grad, bn.running_mean,
-        bn.running_var))))
+    queue.put((rank, *(t.detach().numpy()
+                       for t in (y, part.grad, bn.weight.grad, bn.bias.grad,
+                                 bn.running_mean, bn.running_var))))
     dist.barrier()
     dist.destroy_process_group()
 
@@ -82,9 +82,11 @@ def test_gloo_sync_bn_equals_batch_norm_over_all_processes():
     context = mp.get_context('spawn')
     queue = context.Queue()
     port = free_port()
-    procs = [context.Process(target=_sync_bn_worker,
-                             args=(rank, 2, port, x, queue))
-             for rank in range(2)]
+    procs = [
+        context.Process(
+            target=_sync_bn_worker, args=(rank, 2, port, x, queue))
+        for rank in range(2)
+    ]
     for p in procs:
         p.start()
     # Bounded waits: a worker that dies or hangs fails the test, not CI.
@@ -124,26 +126,37 @@ def test_two_processes_equal_one_with_the_same_global_batch(
     about 40 s (two torchrun launches of two processes each): DDP needs
     real processes."""
     config = tmp_path / 'equivalence.py'
-    config.write_text(EQUIVALENCE_CONFIG.format(demo=demo,
-                                                data_root=tiny_shapes))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [osp.join(REPO_ROOT, 'tests'), REPO_ROOT,
-         os.environ.get('PYTHONPATH', '')]), PORT=str(free_port()),
-        PYTHON=sys.executable, OMP_NUM_THREADS='1',
+    config.write_text(
+        EQUIVALENCE_CONFIG.format(demo=demo, data_root=tiny_shapes))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([
+            osp.join(REPO_ROOT, 'tests'), REPO_ROOT,
+            os.environ.get('PYTHONPATH', '')
+        ]),
+        PORT=str(free_port()),
+        PYTHON=sys.executable,
+        OMP_NUM_THREADS='1',
         CUDA_VISIBLE_DEVICES='')  # the CPU (gloo) path on any machine
 
-    single = run_python('tools/train.py', str(config), '--work-dir',
-                        str(tmp_path / 'one'), '--cfg-options',
-                        f'custom_hooks.2.path={tmp_path / "one.txt"}',
-                        env=env)
+    single = run_python(
+        'tools/train.py',
+        str(config),
+        '--work-dir',
+        str(tmp_path / 'one'),
+        '--cfg-options',
+        f'custom_hooks.2.path={tmp_path / "one.txt"}',
+        env=env)
     assert 'SyncBatchNorm (SyncBN) layers in the model will be ' \
         'automatically reverted' in single.stdout
 
-    double = run_torchrun(
-        ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
-         str(tmp_path / 'two'), '--cfg-options',
-         f'custom_hooks.2.path={tmp_path / "two.txt"}',
-         'train_dataloader.batch_size=4'], env)
+    double = run_torchrun([
+        'bash', 'tools/dist_train.sh',
+        str(config), '2', '--work-dir',
+        str(tmp_path / 'two'), '--cfg-options',
+        f'custom_hooks.2.path={tmp_path / "two.txt"}',
+        'train_dataloader.batch_size=4'
+    ], env)
     assert "type='CPUDistributedDataParallel'" in double.stdout
     assert 'Epoch(train) [2][6/6]' in double.stdout  # 24 images per rank
 
@@ -152,20 +165,29 @@ def test_two_processes_equal_one_with_the_same_global_batch(
     # backbone).
     ckpt = str(tmp_path / 'two' / 'epoch_2.pth')
     if demo == DEMO:
-        alone = run_python('tools/test.py', str(config), ckpt, '--work-dir',
-                           str(tmp_path / 'test_one'), env=env).stdout
-        shared = run_torchrun(
-            ['bash', 'tools/dist_test.sh', str(config), ckpt, '2',
-             '--work-dir', str(tmp_path / 'test_two')], env).stdout
-        scores = [re.findall(r'accuracy/top1(?:_origin)?: ([\d.]+)', out)
-                  for out in (alone, shared)]
+        alone = run_python(
+            'tools/test.py',
+            str(config),
+            ckpt,
+            '--work-dir',
+            str(tmp_path / 'test_one'),
+            env=env).stdout
+        shared = run_torchrun([
+            'bash', 'tools/dist_test.sh',
+            str(config), ckpt, '2', '--work-dir',
+            str(tmp_path / 'test_two')
+        ], env).stdout
+        scores = [
+            re.findall(r'accuracy/top1(?:_origin)?: ([\d.]+)', out)
+            for out in (alone, shared)
+        ]
         assert len(scores[0]) == 2 and scores[0] == scores[1], scores
         assert "type='CPUDistributedDataParallel'" in shared
 
     one, two = (_read_losses(tmp_path / f'{n}.txt') for n in ('one', 'two'))
     assert len(one) == len(two) == 12
-    torch.testing.assert_close(torch.tensor(two), torch.tensor(one),
-                               rtol=1e-5, atol=0)
+    torch.testing.assert_close(
+        torch.tensor(two), torch.tensor(one), rtol=1e-5, atol=0)
     a = torch.load(tmp_path / 'one' / 'epoch_2.pth', weights_only=True)
     b = torch.load(tmp_path / 'two' / 'epoch_2.pth', weights_only=True)
     # RandomStateHook gathered every process's generators (rank 0 saves).
@@ -173,8 +195,8 @@ def test_two_processes_equal_one_with_the_same_global_batch(
     assert a['state_dict'].keys() == b['state_dict'].keys()
     for key, value in a['state_dict'].items():
         # The stem conv's bias (BN right after it cancels it) stays ~0.
-        torch.testing.assert_close(b['state_dict'][key], value, rtol=1e-3,
-                                   atol=1e-5, msg=key)
+        torch.testing.assert_close(
+            b['state_dict'][key], value, rtol=1e-3, atol=1e-5, msg=key)
 
 
 @pytest.mark.parametrize('launcher,message', [

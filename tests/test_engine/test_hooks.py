@@ -11,7 +11,6 @@ import threading
 
 import pytest
 import torch
-
 from conftest import REPO_ROOT, run_python
 
 DEMOS = osp.join(REPO_ROOT, 'configs', 'demo')
@@ -58,16 +57,30 @@ default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=-1),
 # says ``resumed``; both runs end with checkpoint ``last`` after ``iters``
 # iterations, whose parts ``compared`` must be equal.
 TASKS = {
-    'cls': dict(demo='emo_1m_shapes_cls.py', config=CLS_CONFIG,
-                data='tiny_shapes', kill_at='Epoch(train) [2][2/6]',
-                saved='epoch_1.pth', unsaved='epoch_2.pth',
-                resumed='resumed epoch: 1, iter: 6', last='epoch_3.pth',
-                iters=18, compared=('state_dict', 'ema_state_dict')),
-    'det': dict(demo='ssdlite_emo_1m_shapes.py', config=DET_CONFIG,
-                data='tiny_coco', kill_at='Iter(train) [3/4]',
-                saved='iter_2.pth', unsaved='iter_4.pth',
-                resumed='resumed epoch: 0, iter: 2', last='iter_4.pth',
-                iters=4, compared=('state_dict', 'optimizer')),
+    'cls':
+    dict(
+        demo='emo_1m_shapes_cls.py',
+        config=CLS_CONFIG,
+        data='tiny_shapes',
+        kill_at='Epoch(train) [2][2/6]',
+        saved='epoch_1.pth',
+        unsaved='epoch_2.pth',
+        resumed='resumed epoch: 1, iter: 6',
+        last='epoch_3.pth',
+        iters=18,
+        compared=('state_dict', 'ema_state_dict')),
+    'det':
+    dict(
+        demo='ssdlite_emo_1m_shapes.py',
+        config=DET_CONFIG,
+        data='tiny_coco',
+        kill_at='Iter(train) [3/4]',
+        saved='iter_2.pth',
+        unsaved='iter_4.pth',
+        resumed='resumed epoch: 0, iter: 2',
+        last='iter_4.pth',
+        iters=4,
+        compared=('state_dict', 'optimizer')),
 }
 
 
@@ -79,8 +92,11 @@ def _train(config, work_dir, *extra):
 def _kill_after(line_start, config, work_dir):
     proc = subprocess.Popen(
         [sys.executable, 'tools/train.py', config, '--work-dir', work_dir],
-        cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED='1'))
+        cwd=REPO_ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONUNBUFFERED='1'))
     # A run that hangs before the line we wait for is killed after 10 min.
     watchdog = threading.Timer(600, proc.kill)
     watchdog.start()

@@ -13,13 +13,13 @@ import os.path as osp
 
 import pytest
 import torch
+from conftest import REPO_ROOT, logged_settings
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import PARAM_SCHEDULERS
 from timm.scheduler.cosine_lr import CosineLRScheduler
 
 import emo_mm  # noqa: F401  (registers TimmCosineLR)
-from conftest import REPO_ROOT, logged_settings
 from emo_mm.engine import TimmCosineLR
 
 VARIANTS = ('1m', '2m', '5m', '6m')
@@ -51,8 +51,8 @@ def authors_lrs(log, num_steps):
         warmup_t=kwargs['warmup_epochs'] * train_size,
         cycle_decay=kwargs['cycle_decay'],
         cycle_limit=1,
-        noise_range_t=None if noise is None else
-        [n * t_initial for n in noise],
+        noise_range_t=None
+        if noise is None else [n * t_initial for n in noise],
         noise_pct=kwargs['noise_pct'],
         noise_std=kwargs['noise_std'],
         noise_seed=kwargs['noise_seed'],
@@ -75,8 +75,9 @@ def build_config_scheduler(cfg, log):
     # mmengine's DefaultSampler pads to a multiple of the world size; the
     # DataLoader then drops (or keeps) the last partial batch.
     per_process = math.ceil(log['data.train_length'] / world_size)
-    epoch_length = (per_process // loader.batch_size if loader.drop_last
-                    else math.ceil(per_process / loader.batch_size))
+    epoch_length = (
+        per_process // loader.batch_size
+        if loader.drop_last else math.ceil(per_process / loader.batch_size))
     lr = cfg.optim_wrapper.optimizer.lr * batch / \
         cfg.auto_scale_lr.base_batch_size
     optimizer = one_param_optimizer(lr)
@@ -107,15 +108,18 @@ def schedule_settings(variant):
     loader and length, and the log's rows that build timm's scheduler and
     the epoch length."""
     cfg, log = config(variant), logged_settings(variant)
-    rows = ('trainer.scheduler_kwargs', 'data.train_size',
-            'data.train_length', 'trainer.epoch_full', 'trainer.iter_full',
-            'optim.lr', 'world_size', 'trainer.data.batch_size_per_gpu')
+    rows = ('trainer.scheduler_kwargs', 'data.train_size', 'data.train_length',
+            'trainer.epoch_full', 'trainer.iter_full', 'optim.lr',
+            'world_size', 'trainer.data.batch_size_per_gpu')
     return dict(
-        param_scheduler=cfg.param_scheduler, optim_wrapper=cfg.optim_wrapper,
-        auto_scale_lr=cfg.auto_scale_lr, train_cfg=cfg.train_cfg,
+        param_scheduler=cfg.param_scheduler,
+        optim_wrapper=cfg.optim_wrapper,
+        auto_scale_lr=cfg.auto_scale_lr,
+        train_cfg=cfg.train_cfg,
         batch_size=cfg.train_dataloader.batch_size,
         drop_last=cfg.train_dataloader.drop_last,
-        **{row: log[row] for row in rows})
+        **{row: log[row]
+           for row in rows})
 
 
 @pytest.mark.parametrize('variant', sorted(SAME_SCHEDULE))
@@ -125,8 +129,8 @@ def test_same_settings_give_the_same_schedule(variant):
         schedule_settings(SAME_SCHEDULE[variant])
 
 
-@pytest.mark.parametrize(
-    'variant', [v for v in VARIANTS if v not in SAME_SCHEDULE])
+@pytest.mark.parametrize('variant',
+                         [v for v in VARIANTS if v not in SAME_SCHEDULE])
 def test_lr_schedule_is_the_authors(variant):
     """Every iteration of the 300 epochs (187,500 steps), against timm."""
     log = logged_settings(variant)
@@ -148,9 +152,8 @@ def test_lr_schedule_is_the_authors(variant):
     warmup = 20 * epoch_length
     assert ours[warmup - 1].item() == pytest.approx(
         1e-6 + (warmup - 1) * (6e-3 - 1e-6) / warmup, rel=1e-12)
-    cosine = 1e-6 + 0.5 * (6e-3 - 1e-6) * (
-        1 + torch.cos(math.pi * torch.arange(num_steps, dtype=torch.float64)
-                      / num_steps))
+    cosine = 1e-6 + 0.5 * (6e-3 - 1e-6) * (1 + torch.cos(
+        math.pi * torch.arange(num_steps, dtype=torch.float64) / num_steps))
     ratio = ours / cosine
     assert ratio[warmup].item() == pytest.approx(1.0, rel=1e-12)
     assert ours[-1].item() == pytest.approx(1e-6, rel=1e-3)  # near the floor
@@ -180,9 +183,11 @@ def test_lr_schedule_resumes_exactly():
     # set) and the scheduler.
     opt_second.load_state_dict(opt_first.state_dict())
     second.load_state_dict(first.state_dict())
-    torch.testing.assert_close(step_through(second, opt_second, 500),
-                               step_through(first, opt_first, 500),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        step_through(second, opt_second, 500),
+        step_through(first, opt_first, 500),
+        rtol=0,
+        atol=0)
 
 
 @pytest.mark.parametrize('kwargs, message', [
@@ -195,8 +200,12 @@ def test_lr_schedule_resumes_exactly():
     (dict(noise_pct=0), 'noise_pct=0 must be positive'),
 ])
 def test_scheduler_rejects_bad_settings(kwargs, message):
-    settings = dict(warmup=20, eta_min_ratio=1e-3, noise_range=(0.42, 0.9),
-                    begin=0, end=300)
+    settings = dict(
+        warmup=20,
+        eta_min_ratio=1e-3,
+        noise_range=(0.42, 0.9),
+        begin=0,
+        end=300)
     settings.update(kwargs)
     with pytest.raises(ValueError, match=message):
         TimmCosineLR(one_param_optimizer(6e-3), **settings)

@@ -5,9 +5,9 @@ import logging
 
 import pytest
 import torch
+from conftest import save_authors_checkpoint, stored_state_dict
 from mmengine.logging import MMLogger
 
-from conftest import save_authors_checkpoint, stored_state_dict
 from emo_mm.models import EMO
 from emo_mm.models.checkpoint import (authors_to_ours,
                                       load_backbone_checkpoint,
@@ -26,14 +26,13 @@ def test_authors_key_layout_round_trip(authors_fixture):
 
 @pytest.mark.parametrize('wrap,module_prefix', [('state_dict', False),
                                                 ('model', True),
-                                                ('net', False),
-                                                (None, True)])
+                                                ('net', False), (None, True)])
 def test_wrapped_authors_checkpoints(tmp_path, wrap, module_prefix):
     """On EMO-1M only: the unwrapping reads keys, not the variant; every
     fixture loads unwrapped in test_emo.py's parity tests."""
     state_dict = stored_state_dict()
-    ckpt = save_authors_checkpoint(state_dict, tmp_path / 'wrapped.pth',
-                                   wrap, module_prefix)
+    ckpt = save_authors_checkpoint(state_dict, tmp_path / 'wrapped.pth', wrap,
+                                   module_prefix)
     model = EMO(arch='1m', init_cfg=dict(type='Pretrained', checkpoint=ckpt))
     model.init_weights()
     expected = authors_to_ours(state_dict)
@@ -50,21 +49,25 @@ def test_mmpretrain_style_backbone_prefix(tmp_path):
         {
             'meta': {},
             'state_dict': {
-                **{f'backbone.{k}': v
-                   for k, v in source.state_dict().items()},
+                **{
+                    f'backbone.{k}': v
+                    for k, v in source.state_dict().items()
+                },
                 'head.fc.weight': torch.zeros(3, 200),
             }
         }, path)
-    model = EMO(arch='2m', init_cfg=dict(type='Pretrained',
-                                         checkpoint=str(path)))
+    model = EMO(
+        arch='2m', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
     for key, value in source.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value)
 
 
 def _load(arch, path, **kwargs):
-    model = EMO(arch=arch, init_cfg=dict(type='Pretrained',
-                                         checkpoint=str(path)), **kwargs)
+    model = EMO(
+        arch=arch,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path)),
+        **kwargs)
     model.init_weights()
     return model
 
@@ -72,8 +75,9 @@ def _load(arch, path, **kwargs):
 def test_checkpoint_of_another_variant_names_both(tmp_path):
     path = tmp_path / 'emo_2m.pth'
     torch.save(EMO(arch='2m').state_dict(), path)
-    with pytest.raises(ValueError, match=r'holds EMO-2M weights, but the '
-                       r'model is EMO-1M'):
+    with pytest.raises(
+            ValueError, match=r'holds EMO-2M weights, but the '
+            r'model is EMO-1M'):
         _load('1m', path)
 
 
@@ -82,8 +86,10 @@ def test_checkpoint_of_authors_other_variant(authors_fixture, tmp_path):
     torch.save(authors_fixture['state_dict'], path)
     variant = authors_fixture['variant']
     other = '1m' if variant == '5m' else '5m'
-    with pytest.raises(ValueError, match=rf'EMO-{variant.upper()} weights, '
-                       rf'but the model is EMO-{other.upper()}'):
+    with pytest.raises(
+            ValueError,
+            match=rf'EMO-{variant.upper()} weights, '
+            rf'but the model is EMO-{other.upper()}'):
         _load(other, path)
 
 
@@ -91,8 +97,9 @@ def test_checkpoint_of_authors_other_variant(authors_fixture, tmp_path):
 def test_corrupt_checkpoint(tmp_path, content):
     path = tmp_path / 'broken.pth'
     path.write_bytes(content)
-    with pytest.raises(ValueError, match=r'could not read checkpoint .*'
-                       r'broken\.pth'):
+    with pytest.raises(
+            ValueError, match=r'could not read checkpoint .*'
+            r'broken\.pth'):
         _load('1m', path)
 
 
@@ -147,8 +154,8 @@ def test_missing_and_unexpected_keys_are_reported(tmp_path):
 
 @pytest.mark.parametrize('family', ['EMO', 'EMOv2'])
 @pytest.mark.parametrize('wrap', [None, 'state_dict'])
-@pytest.mark.parametrize('prefix', ['backbone.', 'backbone',
-                                    'module.backbone.', 'module.'])
+@pytest.mark.parametrize(
+    'prefix', ['backbone.', 'backbone', 'module.backbone.', 'module.'])
 def test_prefix_on_a_ddp_saved_detector(tmp_path, family, wrap, prefix):
     """A detector saved from its DDP wrapper (every key under ``module.``,
     flat or under ``state_dict``): ``prefix='backbone.'`` loads exactly the
@@ -165,16 +172,20 @@ def test_prefix_on_a_ddp_saved_detector(tmp_path, family, wrap, prefix):
             if value.is_floating_point():
                 value.uniform_(0.5, 1.5)  # unlike any initialisation
     detector = {
-        **{f'backbone.{k}': v for k, v in source.state_dict().items()},
+        **{
+            f'backbone.{k}': v
+            for k, v in source.state_dict().items()
+        },
         # Keys of the neck and head (and their stages.*-like tails) must
         # not leak into the backbone.
         'neck.stages.1.0.proj.weight': torch.zeros(1),
         'bbox_head.cls_convs.0.weight': torch.zeros(3, 3),
     }
-    path = save_authors_checkpoint(detector, tmp_path / 'ddp.pth', wrap,
-                                   module_prefix=True)
-    model = cls(arch='1m', init_cfg=dict(type='Pretrained', checkpoint=path,
-                                         prefix=prefix))
+    path = save_authors_checkpoint(
+        detector, tmp_path / 'ddp.pth', wrap, module_prefix=True)
+    model = cls(
+        arch='1m',
+        init_cfg=dict(type='Pretrained', checkpoint=path, prefix=prefix))
     model.init_weights()
     loaded = model.state_dict()
     assert loaded.keys() == source.state_dict().keys()
@@ -184,11 +195,17 @@ def test_prefix_on_a_ddp_saved_detector(tmp_path, family, wrap, prefix):
 
 def test_prefix_that_matches_no_key(tmp_path):
     path = tmp_path / 'detector.pth'
-    torch.save({f'module.backbone.{k}': v
-                for k, v in EMO(arch='1m').state_dict().items()}, path)
-    model = EMO(arch='1m', init_cfg=dict(type='Pretrained',
-                                         checkpoint=str(path),
-                                         prefix='encoder.'))
-    with pytest.raises(ValueError, match=r"no key of checkpoint .* starts "
-                       r"with 'encoder\.' \(first keys: \['backbone\."):
+    torch.save(
+        {
+            f'module.backbone.{k}': v
+            for k, v in EMO(arch='1m').state_dict().items()
+        }, path)
+    model = EMO(
+        arch='1m',
+        init_cfg=dict(
+            type='Pretrained', checkpoint=str(path), prefix='encoder.'))
+    with pytest.raises(
+            ValueError,
+            match=r"no key of checkpoint .* starts "
+            r"with 'encoder\.' \(first keys: \['backbone\."):
         model.init_weights()

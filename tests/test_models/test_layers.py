@@ -4,12 +4,13 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import ConvModule
 
-from emo_mm.models.layers import (LayerNorm2d, POINTWISE_MATMUL_TOKENS,
-                                  WINDOW_LAYOUTS, fold_bn_into_next_conv,
-                                  from_windows, fuse_conv_bn, pad_to_windows,
-                                  pointwise, resolve_norm_cfg, to_windows)
-
+from emo_mm.models.layers import (POINTWISE_MATMUL_TOKENS, WINDOW_LAYOUTS,
+                                  LayerNorm2d, PointwiseConv,
+                                  fold_bn_into_next_conv, fold_conv_module,
+                                  from_windows, pad_to_windows,
+                                  resolve_norm_cfg, to_windows)
 
 # Window (row, col) of a 14x14 map at window 7 in each layout.
 EXPECTED_WINDOWS = {
@@ -62,13 +63,31 @@ def test_bn_folding_is_exact():
     nn.init.normal_(bn.bias)
     x = torch.randn(2, 4, 9, 9)
     with torch.no_grad():
-        torch.testing.assert_close(fuse_conv_bn(conv, bn)(x), bn(conv(x)))
+        module = ConvModule(
+            4,
+            6,
+            3,
+            padding=1,
+            bias=True,
+            norm_cfg=dict(type='BN'),
+            act_cfg=dict(type='SiLU')).eval()
+        module.conv.load_state_dict(conv.state_dict())
+        module.bn.load_state_dict(bn.state_dict())
+        expected = module(x)
+        folded = fold_conv_module(module)
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+        torch.testing.assert_close(folded(x), expected)
+        # Without a BatchNorm (a LayerNorm, none) it stays as it is.
+        plain = ConvModule(4, 6, 1, norm_cfg=None)
+        assert fold_conv_module(plain) is plain
         pre = nn.BatchNorm2d(4).eval()
         pre.load_state_dict({
-            'weight': torch.randn(4), 'bias': torch.randn(4),
+            'weight': torch.randn(4),
+            'bias': torch.randn(4),
             'running_mean': torch.randn(4),
             'running_var': torch.rand(4) + 0.5,
-            'num_batches_tracked': torch.tensor(0)})
+            'num_batches_tracked': torch.tensor(0)
+        })
         pointwise = nn.Conv2d(4, 6, 1)
         expected = pointwise(pre(x))
         fold_bn_into_next_conv(pre, pointwise)
@@ -83,8 +102,9 @@ def test_ln2d_resolves_to_the_channel_layernorm():
     norm = LayerNorm2d(5)
     nn.init.normal_(norm.weight)
     x = torch.randn(2, 5, 3, 4)
-    expected = F.layer_norm(x.permute(0, 2, 3, 1), (5, ), norm.weight,
-                            norm.bias, norm.eps).permute(0, 3, 1, 2)
+    expected = F.layer_norm(
+        x.permute(0, 2, 3, 1), (5, ), norm.weight, norm.bias,
+        norm.eps).permute(0, 3, 1, 2)
     torch.testing.assert_close(norm(x), expected)
 
 
@@ -95,41 +115,34 @@ def _ops(fn):
     return out, {event.key for event in prof.key_averages()}
 
 
-class _Pointwise(nn.Module):
-
-    def __init__(self, conv):
-        super().__init__()
-        self.conv = conv
-
-    def forward(self, x):
-        return pointwise(self.conv, x)
-
-
 @pytest.mark.parametrize('bias', [False, True])
 def test_pointwise(bias):
-    """A 1x1 conv of a small NHWC map in eval mode runs as a matrix product
-    and gives the convolution's output, channels-last; NCHW maps, large
-    maps, training mode and tracing keep the convolution."""
+    """A 1x1 conv of a small NHWC map in eval mode on the CPU runs as a
+    matrix product and gives the convolution's output, channels-last; NCHW
+    maps, large maps, training mode, tracing and as_matmul=False keep the
+    convolution."""
     torch.manual_seed(0)
-    conv = nn.Conv2d(40, 24, 1, bias=bias).eval()
+    conv = PointwiseConv(40, 24, bias=bias).eval()
+    assert list(conv.state_dict()) == list(
+        nn.Conv2d(40, 24, 1, bias=bias).state_dict())
     nchw = torch.randn(2, 40, 14, 9)
     nhwc = nchw.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        expected = conv(nchw)
-    out, ops = _ops(lambda: pointwise(conv, nhwc))
+        expected = F.conv2d(nchw, conv.weight, conv.bias)
+    out, ops = _ops(lambda: conv(nhwc))
     assert 'aten::linear' in ops and 'aten::convolution' not in ops
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     assert out.shape == expected.shape
     assert out.is_contiguous(memory_format=torch.channels_last)
 
-    large = torch.randn(1, 40, 112, 113).contiguous(
-        memory_format=torch.channels_last)
+    large = torch.randn(1, 40, 112,
+                        113).contiguous(memory_format=torch.channels_last)
     assert large.shape[2] * large.shape[3] > POINTWISE_MATMUL_TOKENS
-    for case in (lambda: pointwise(conv, nchw),
-                 lambda: pointwise(conv, large),
-                 lambda: pointwise(conv.train(), nhwc),
-                 lambda: torch.jit.trace(_Pointwise(conv.eval()), nhwc,
-                                         check_trace=False)(nhwc)):
+    off = PointwiseConv(40, 24, bias=bias, as_matmul=False).eval()
+    for case in (lambda: conv(nchw), lambda: conv(large), lambda: off(nhwc),
+                 lambda: conv.train()(nhwc),
+                 lambda: torch.jit.trace(conv.eval(), nhwc, check_trace=False)
+                 (nhwc)):
         _, ops = _ops(case)
         assert 'aten::convolution' in ops or 'aten::_convolution' in ops
         assert 'aten::linear' not in ops

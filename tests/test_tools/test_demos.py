@@ -10,32 +10,38 @@ import re
 import cv2
 import numpy as np
 import pytest
-
 from conftest import (BACKBONE_PARAMS, CLASSIFIER_PARAMS, PAPER_FLOPS_M,
                       REPO_ROOT, run_command)
 
 # Per task: the config, data small enough for a test, the shortened schedule,
 # the metric the test prints and the checkpoint the short run ends with.
 DEMOS = {
-    'det': dict(
+    'det':
+    dict(
         config='configs/demo/ssdlite_emo_1m_shapes.py',
         data_args='--num-train 8 --num-val 3',
-        short=['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-               'train_dataloader.batch_size=4'],
+        short=[
+            'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+            'train_dataloader.batch_size=4'
+        ],
         metric=r'coco/bbox_mAP_50: ([\d.]+)',
         work='demo_ssdlite',
         checkpoint='iter_2.pth',
         val_images='data/shapes_coco/val/*.png'),
-    'seg': dict(
+    'seg':
+    dict(
         config='configs/demo/deeplabv3_emo_1m_scenes.py',
         data_args='--num-train 6 --num-val 2',
-        short=['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-               'train_dataloader.batch_size=4'],
+        short=[
+            'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+            'train_dataloader.batch_size=4'
+        ],
         metric=r'mIoU: ([\d.]+)',
         work='demo_deeplabv3',
         checkpoint='iter_2.pth',
         val_images='data/scenes_ade20k/images/validation/*.jpg'),
-    'cls': dict(
+    'cls':
+    dict(
         config='configs/demo/emo_1m_shapes_cls.py',
         data_args='--num-train-per-class 4 --num-val-per-class 1',
         short=['train_cfg.max_epochs=1'],
@@ -56,11 +62,12 @@ def check_smoke_table(out):
         fields = row.split()
         assert fields[1] == f'{backbone / 1e6:.3f}M', row
         assert fields[2] == f'{classifier / 1e6:.3f}M', row
-        assert float(fields[3][:-1]) == pytest.approx(PAPER_FLOPS_M[arch],
-                                                      rel=0.002)
+        assert float(fields[3][:-1]) == pytest.approx(
+            PAPER_FLOPS_M[arch], rel=0.002)
         shapes = re.findall(r'\((\d+), (\d+), (\d+)\)', row)
-        assert [(int(h), int(w)) for _, h, w in shapes] == [
-            (112, 112), (56, 56), (28, 28), (14, 14), (7, 7)]
+        assert [(int(h), int(w)) for _, h, w in shapes] == [(112, 112),
+                                                            (56, 56), (28, 28),
+                                                            (14, 14), (7, 7)]
         assert f'-> EMO-{arch.upper()}: max |diff| 0.0e+00 OK' in out
 
 
@@ -83,8 +90,9 @@ def check_pictures(task, pictures, images):
             assert min(drawn.shape[:2]) >= 256, (picture, drawn.shape)
 
 
-@pytest.mark.parametrize('task,family', [(task, '') for task in sorted(DEMOS)]
-                         + [('cls', 'emov2')])
+@pytest.mark.parametrize('task,family',
+                         [(task, '')
+                          for task in sorted(DEMOS)] + [('cls', 'emov2')])
 def test_demo_script_runs_end_to_end(task, family, tmp_path):
     """tools/demo.sh TASK [emov2], shortened: smoke check, data, training,
     test with pictures and inference, written under EMO_MM_DEMO_DIR; it ends
@@ -97,17 +105,20 @@ def test_demo_script_runs_end_to_end(task, family, tmp_path):
     if family:  # the EMOv2 config, in its own work dir
         demo['work'] += '_emov2'
     smoke = (task, family) == ('det', '')
-    env = dict(os.environ, EMO_MM_DEMO_DIR=str(tmp_path),
-               EMO_MM_DEMO_DATA_ARGS=demo['data_args'],
-               EMO_MM_DEMO_SMOKE=str(int(smoke)))
-    out = run_command(
-        ['bash', 'tools/demo.sh', task, *filter(None, [family]),
-         '--cfg-options', *demo['short'],
-         'train_dataloader.num_workers=0',
-         'train_dataloader.persistent_workers=False',
-         'val_dataloader.num_workers=0',
-         'val_dataloader.persistent_workers=False'], env=env,
-        timeout=900).stdout
+    env = dict(
+        os.environ,
+        EMO_MM_DEMO_DIR=str(tmp_path),
+        EMO_MM_DEMO_DATA_ARGS=demo['data_args'],
+        EMO_MM_DEMO_SMOKE=str(int(smoke)))
+    out = run_command([
+        'bash', 'tools/demo.sh', task, *filter(None, [family]),
+        '--cfg-options', *demo['short'], 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0',
+        'val_dataloader.persistent_workers=False'
+    ],
+                      env=env,
+                      timeout=900).stdout
     if smoke:
         check_smoke_table(out)
     else:
@@ -123,21 +134,27 @@ def test_demo_script_runs_end_to_end(task, family, tmp_path):
         osp.join(REPO_ROOT, 'work_dirs', demo['work'], osp.basename(work)))
 
     images = sorted(glob.glob(str(tmp_path / demo['val_images'])))
-    pictures = sorted(glob.glob(osp.join(work, 'test_vis', '**', '*.png'),
-                                recursive=True))
+    pictures = sorted(
+        glob.glob(osp.join(work, 'test_vis', '**', '*.png'), recursive=True))
     check_pictures(task, pictures, images)
     inferred, = glob.glob(osp.join(work, 'infer', 'vis', '*.png'))
-    assert min(cv2.imread(inferred).shape[:2]) >= (
-        256 if task == 'cls' else 100)
+    assert min(
+        cv2.imread(inferred).shape[:2]) >= (256 if task == 'cls' else 100)
 
     lines = out.splitlines()
-    assert any(re.fullmatch(r'demo: trained in \d+ min \d+ s; checkpoint '
-                            + re.escape(work) + r'/\S+\.pth', line)
-               for line in lines)
-    shows = next(line for line in lines
-                 if line.startswith(f'demo: pictures in {work}/test_vis/: '))
-    assert {'det': 'the boxes scoring >= 0.3', 'seg': 'legend of the nine '
-            'classes', 'cls': 'true and predicted class'}[task] in shows
+    assert any(
+        re.fullmatch(
+            r'demo: trained in \d+ min \d+ s; checkpoint ' + re.escape(work) +
+            r'/\S+\.pth', line) for line in lines)
+    shows = next(
+        line for line in lines
+        if line.startswith(f'demo: pictures in {work}/test_vis/: '))
+    assert {
+        'det': 'the boxes scoring >= 0.3',
+        'seg': 'legend of the nine '
+        'classes',
+        'cls': 'true and predicted class'
+    }[task] in shows
     assert f'demo: and {work}/infer/vis/: tools/infer.py on ' in out
 
 
@@ -156,8 +173,10 @@ def test_demo_arguments_pick_the_config(args, config, work, tmp_path):
     (venv / 'bin').mkdir(parents=True)
     # bootstrap.sh returns at once for an environment stamped as current
     # (its stamp_of).
-    stamp = run_command(['bash', '-c', 'cat tools/bootstrap.sh setup.py '
-                         'requirements/*.txt | sha256sum | cut -d" " -f1'])
+    stamp = run_command([
+        'bash', '-c', 'cat tools/bootstrap.sh setup.py '
+        'requirements/*.txt | sha256sum | cut -d" " -f1'
+    ])
     (venv / '.emo_mm_stamp').write_text(stamp.stdout)
     calls = tmp_path / 'calls.txt'
     python = venv / 'bin' / 'python'
@@ -165,9 +184,13 @@ def test_demo_arguments_pick_the_config(args, config, work, tmp_path):
                       f'echo "$@" >> {calls}\n'
                       'case "$1" in tools/train.py) exit 3;; esac\n')
     python.chmod(0o755)
-    env = dict(os.environ, EMO_MM_VENV=str(venv),
-               EMO_MM_DEMO_DIR=str(tmp_path), EMO_MM_DEMO_SMOKE='0')
-    result = run_command(['bash', 'tools/demo.sh', *args], env=env,
+    env = dict(
+        os.environ,
+        EMO_MM_VENV=str(venv),
+        EMO_MM_DEMO_DIR=str(tmp_path),
+        EMO_MM_DEMO_SMOKE='0')
+    result = run_command(['bash', 'tools/demo.sh', *args],
+                         env=env,
                          check=False)
     assert result.returncode == 3, result.stdout
     train = calls.read_text().splitlines()[-1].split()
@@ -178,7 +201,8 @@ def test_demo_arguments_pick_the_config(args, config, work, tmp_path):
 
 def test_demo_refuses_an_unknown_task(tmp_path):
     env = dict(os.environ, EMO_MM_DEMO_DIR=str(tmp_path))
-    result = run_command(['bash', 'tools/demo.sh', 'emo2'], env=env,
+    result = run_command(['bash', 'tools/demo.sh', 'emo2'],
+                         env=env,
                          check=False)
     assert result.returncode == 2
     assert result.stdout.strip() == (

@@ -17,10 +17,10 @@ import shutil
 
 import pytest
 import torch
-from mmengine.config import Config
-
-from conftest import LOADER_OPTIONS, REPO_ROOT, run_tool
+from conftest import LOADER_OPTIONS, REPO_ROOT
 from conftest import run_python as run
+from conftest import run_tool
+from mmengine.config import Config
 
 DET_DEMO = osp.join(REPO_ROOT, 'configs/demo/ssdlite_emo_1m_shapes.py')
 SEG_DEMO = osp.join(REPO_ROOT, 'configs/demo/deeplabv3_emo_1m_scenes.py')
@@ -46,9 +46,8 @@ def epochs(n):
     return [
         f'train_cfg.max_epochs={n}', f'train_cfg.val_interval={n}',
         'default_hooks.checkpoint.interval=1',
-        'default_hooks.logger.interval=1',
-        'train_dataloader.batch_size=4', 'val_dataloader.batch_size=4',
-        'test_dataloader.batch_size=4'
+        'default_hooks.logger.interval=1', 'train_dataloader.batch_size=4',
+        'val_dataloader.batch_size=4', 'test_dataloader.batch_size=4'
     ]
 
 
@@ -57,25 +56,48 @@ def epochs(n):
 # and the pictures tools/test.py draws.
 TASKS = {
     'det':
-    dict(config=DET_DEMO, data='tiny_coco', length=iterations(3),
-         checkpoints=('iter_2.pth', 'iter_3.pth'),
-         resumed='resumed epoch: 0, iter: 2',
-         metrics={'coco/bbox_mAP': 1, 'coco/bbox_mAP_50': 1},
-         losses=('loss_cls', 'loss_bbox'), pictures='*.png', num_pictures=4),
+    dict(
+        config=DET_DEMO,
+        data='tiny_coco',
+        length=iterations(3),
+        checkpoints=('iter_2.pth', 'iter_3.pth'),
+        resumed='resumed epoch: 0, iter: 2',
+        metrics={
+            'coco/bbox_mAP': 1,
+            'coco/bbox_mAP_50': 1
+        },
+        losses=('loss_cls', 'loss_bbox'),
+        pictures='*.png',
+        num_pictures=4),
     'seg':
-    dict(config=SEG_DEMO, data='tiny_scenes', length=iterations(3),
-         checkpoints=('iter_2.pth', 'iter_3.pth'),
-         resumed='resumed epoch: 0, iter: 2',
-         metrics={'mIoU': 100, 'aAcc': 100},
-         losses=('decode.loss_ce', 'aux.loss_ce'), pictures='**/*.png',
-         num_pictures=3),
+    dict(
+        config=SEG_DEMO,
+        data='tiny_scenes',
+        length=iterations(3),
+        checkpoints=('iter_2.pth', 'iter_3.pth'),
+        resumed='resumed epoch: 0, iter: 2',
+        metrics={
+            'mIoU': 100,
+            'aAcc': 100
+        },
+        losses=('decode.loss_ce', 'aux.loss_ce'),
+        pictures='**/*.png',
+        num_pictures=3),
     'cls':
-    dict(config=CLS_DEMO, data='tiny_imagenet', length=epochs(2),
-         checkpoints=('epoch_1.pth', 'epoch_2.pth'),
-         resumed='resumed epoch: 1', metrics={
-             'accuracy/top1': 100, 'accuracy/top5': 100,
-             'accuracy/top1_origin': 100},
-         losses=('loss', ), pictures='**/*.png', num_pictures=8),
+    dict(
+        config=CLS_DEMO,
+        data='tiny_imagenet',
+        length=epochs(2),
+        checkpoints=('epoch_1.pth', 'epoch_2.pth'),
+        resumed='resumed epoch: 1',
+        metrics={
+            'accuracy/top1': 100,
+            'accuracy/top5': 100,
+            'accuracy/top1_origin': 100
+        },
+        losses=('loss', ),
+        pictures='**/*.png',
+        num_pictures=8),
 }
 TASKS.update({
     f'{task}-v2': dict(TASKS[task], config=config)
@@ -87,8 +109,10 @@ EMO_TASKS = ('cls', 'det', 'seg')
 def per_task(tasks):
     """Parameters for ``tasks``, each in its own pytest-xdist group, so that
     the tests of a task run in the worker that trained its demo once."""
-    return [pytest.param(task, marks=pytest.mark.xdist_group(task))
-            for task in tasks]
+    return [
+        pytest.param(task, marks=pytest.mark.xdist_group(task))
+        for task in tasks
+    ]
 
 
 def data_root(request, task):
@@ -100,8 +124,10 @@ def options(root, task):
     """The run's settings: data loaded in the main process, but for the
     training loader's one worker (so that the rerun and resume checks cover
     augmentation in a worker process)."""
-    return ['--cfg-options', f'data_root={root}', *LOADER_OPTIONS,
-            'train_dataloader.num_workers=1', *TASKS[task]['length']]
+    return [
+        '--cfg-options', f'data_root={root}', *LOADER_OPTIONS,
+        'train_dataloader.num_workers=1', *TASKS[task]['length']
+    ]
 
 
 def scalars(work_dir):
@@ -109,8 +135,10 @@ def scalars(work_dir):
     path, = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
     with open(path) as f:
         rows = [json.loads(line) for line in f]
-    return [{k: v for k, v in row.items() if 'time' not in k and k != 'eta'}
-            for row in rows]
+    return [{
+        k: v
+        for k, v in row.items() if 'time' not in k and k != 'eta'
+    } for row in rows]
 
 
 def check_metrics(task, values):
@@ -123,14 +151,18 @@ def check_metrics(task, values):
 
 def printed_metrics(out):
     """The metrics of the last test line a tool printed."""
-    line = [line for line in out.splitlines()
-            if re.search(r'(Iter|Epoch)\(test\)', line)][-1]
+    line = [
+        line for line in out.splitlines()
+        if re.search(r'(Iter|Epoch)\(test\)', line)
+    ][-1]
     return dict(re.findall(r'([\w/]+): (nan|-?[\d.]+)', line))
 
 
 def train_lines(out):
-    return [line for line in out.splitlines()
-            if re.search(r'(Iter|Epoch)\(train\)', line)]
+    return [
+        line for line in out.splitlines()
+        if re.search(r'(Iter|Epoch)\(train\)', line)
+    ]
 
 
 def load(path):
@@ -142,8 +174,9 @@ def assert_same_weights(a, b):
     parts = [part for part in ('state_dict', 'ema_state_dict') if part in a]
     for part in parts:
         assert a[part].keys() == b[part].keys()
-        changed = [k for k in a[part]
-                   if not torch.equal(a[part][k], b[part][k])]
+        changed = [
+            k for k in a[part] if not torch.equal(a[part][k], b[part][k])
+        ]
         assert not changed, (part, changed[:5])
 
 
@@ -163,13 +196,22 @@ def trained(request, tmp_path_factory):
             elsewhere = tmp / 'elsewhere'
             elsewhere.mkdir()
             work_dir = str(tmp / 'work')
-            out = run(osp.join(REPO_ROOT, 'tools', 'train.py'),
-                      TASKS[task]['config'], '--work-dir', work_dir,
-                      *options(root, task), cwd=str(elsewhere)).stdout
+            out = run(
+                osp.join(REPO_ROOT, 'tools', 'train.py'),
+                TASKS[task]['config'],
+                '--work-dir',
+                work_dir,
+                *options(root, task),
+                cwd=str(elsewhere)).stdout
             runs[task] = dict(
-                root=root, work_dir=work_dir, out=out, elsewhere=elsewhere,
-                checkpoints=[osp.join(work_dir, name)
-                             for name in TASKS[task]['checkpoints']])
+                root=root,
+                work_dir=work_dir,
+                out=out,
+                elsewhere=elsewhere,
+                checkpoints=[
+                    osp.join(work_dir, name)
+                    for name in TASKS[task]['checkpoints']
+                ])
         return runs[task]
 
     return train
@@ -205,11 +247,11 @@ def test_second_run_in_the_work_dir_is_refused(task, trained):
     result = trained(task)
     last = result['checkpoints'][-1]
     before = osp.getmtime(last)
-    names = ', '.join(osp.basename(p) for p in sorted(
-        glob.glob(osp.join(result['work_dir'], '*.pth'))))
+    names = ', '.join(
+        osp.basename(p)
+        for p in sorted(glob.glob(osp.join(result['work_dir'], '*.pth'))))
     status, out = run_tool('train.py', TASKS[task]['config'], '--work-dir',
-                           result['work_dir'],
-                           *options(result['root'], task))
+                           result['work_dir'], *options(result['root'], task))
     assert status == 1, out
     assert f'already holds checkpoints ({names})' in out
     assert 'Traceback' not in out
@@ -225,14 +267,13 @@ def test_resume_ends_as_the_uninterrupted_run(task, trained, tmp_path):
     result = trained(task)
     work_dir = str(tmp_path / 'work')
     shutil.copytree(result['work_dir'], work_dir)
-    middle, last = (osp.join(work_dir, osp.basename(p))
-                    for p in result['checkpoints'])
+    middle, last = (
+        osp.join(work_dir, osp.basename(p)) for p in result['checkpoints'])
     os.remove(last)
     with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
         f.write(middle)
     resumed = run('tools/train.py', TASKS[task]['config'], '--work-dir',
-                  work_dir, '--resume',
-                  *options(result['root'], task)).stdout
+                  work_dir, '--resume', *options(result['root'], task)).stdout
     assert TASKS[task]['resumed'] in resumed
     assert 0 < len(train_lines(resumed)) < len(train_lines(result['out']))
     straight, again = load(result['checkpoints'][-1]), load(last)
@@ -253,8 +294,8 @@ def test_rerun_repeats_the_run(task, trained, tmp_path):
     assert any('loss' in row for row in first)
     assert first == scalars(work_dir)
     name = osp.basename(result['checkpoints'][-1])
-    assert_same_weights(load(result['checkpoints'][-1]),
-                        load(osp.join(work_dir, name)))
+    assert_same_weights(
+        load(result['checkpoints'][-1]), load(osp.join(work_dir, name)))
 
 
 @pytest.mark.parametrize('task', per_task(sorted(TASKS)))
@@ -269,17 +310,16 @@ def test_test_tool(task, trained, tmp_path):
     show_dir = tmp_path / 'vis'
     results = tmp_path / 'results.pkl'
     tested = run('tools/test.py', spec['config'], checkpoint, '--work-dir',
-                 str(tmp_path / 'work'), '--show-dir', str(show_dir),
-                 '--out', str(results),
-                 *options(result['root'], task)).stdout
+                 str(tmp_path / 'work'), '--show-dir', str(show_dir), '--out',
+                 str(results), *options(result['root'], task)).stdout
     check_metrics(task, printed_metrics(tested))
     assert 'folded the BatchNorms of' in tested  # folded by default
     pictures = glob.glob(str(show_dir / spec['pictures']), recursive=True)
     assert len(pictures) == spec['num_pictures']
     with open(results, 'rb') as f:
         dumped = pickle.load(f)
-    CHECK_TEST[task.split('-')[0]](task, result, checkpoint, dumped,
-                                   pictures, tmp_path)
+    CHECK_TEST[task.split('-')[0]](task, result, checkpoint, dumped, pictures,
+                                   tmp_path)
 
 
 def same_predictions(a, b):
@@ -310,51 +350,51 @@ def check_detection(task, result, checkpoint, dumped, pictures, tmp_path):
     images = sorted(glob.glob(osp.join(result['root'], 'val', '*.png')))
     assert sorted(item['img_path'] for item in dumped) == images
     assert len(images) == 4
-    model = init_detector(Config.fromfile(TASKS[task]['config']), checkpoint,
-                          device='cpu')
+    model = init_detector(
+        Config.fromfile(TASKS[task]['config']), checkpoint, device='cpu')
     for item in dumped:
         direct = inference_detector(model, item['img_path']).pred_instances
         ours = item['pred_instances']
         assert len(ours['scores']) == len(direct.scores) > 0
-        torch.testing.assert_close(ours['scores'], direct.scores,
-                                   atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(ours['bboxes'], direct.bboxes,
-                                   atol=1e-2, rtol=1e-4)
+        torch.testing.assert_close(
+            ours['scores'], direct.scores, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            ours['bboxes'], direct.bboxes, atol=1e-2, rtol=1e-4)
         assert torch.equal(ours['labels'], direct.labels)
     if task != 'det':
         return  # TTA does not depend on the backbone
     tta_dir = str(tmp_path / 'tta')
-    tested = run('tools/test.py', DET_DEMO, checkpoint, '--work-dir',
-                 tta_dir, '--tta', *options(result['root'], 'det')).stdout
+    tested = run('tools/test.py', DET_DEMO, checkpoint, '--work-dir', tta_dir,
+                 '--tta', *options(result['root'], 'det')).stdout
     check_metrics('det', printed_metrics(tested))
     dumped = glob.glob(osp.join(tta_dir, '*', 'vis_data', 'config.py')) + \
         glob.glob(osp.join(tta_dir, '*.py'))
     assert dumped and "type='DetTTAModel'" in open(dumped[0]).read()
 
 
-def check_segmentation(task, result, checkpoint, dumped, pictures,
-                       tmp_path):
+def check_segmentation(task, result, checkpoint, dumped, pictures, tmp_path):
     """--out holds, for every val image, the class map and logits that
     mmseg's inference API gives with the unfolded model."""
     from mmseg.apis import inference_model, init_model
-    images = sorted(glob.glob(osp.join(result['root'], 'images',
-                                       'validation', '*.jpg')))
+    images = sorted(
+        glob.glob(osp.join(result['root'], 'images', 'validation', '*.jpg')))
     assert sorted(item['img_path'] for item in dumped) == images
     assert len(images) == 3
-    model = init_model(Config.fromfile(TASKS[task]['config']), checkpoint,
-                       device='cpu')
+    model = init_model(
+        Config.fromfile(TASKS[task]['config']), checkpoint, device='cpu')
     for item in dumped:
         direct = inference_model(model, item['img_path'])
         ours = item['pred_sem_seg']['data']
         assert ours.shape[-2:] == tuple(item['ori_shape'])
         assert (ours == direct.pred_sem_seg.data).float().mean() >= 0.999
-        torch.testing.assert_close(item['seg_logits']['data'],
-                                   direct.seg_logits.data, atol=1e-4,
-                                   rtol=1e-4)
+        torch.testing.assert_close(
+            item['seg_logits']['data'],
+            direct.seg_logits.data,
+            atol=1e-4,
+            rtol=1e-4)
 
 
-def check_classification(task, result, checkpoint, dumped, pictures,
-                         tmp_path):
+def check_classification(task, result, checkpoint, dumped, pictures, tmp_path):
     """The pictures: the image with its classes written on a copy enlarged
     from 64 px (the demo config's resize=256). The predictions of the
     unfolded model (tools/test.py --no-deploy, so that the EMA weights are
@@ -366,9 +406,9 @@ def check_classification(task, result, checkpoint, dumped, pictures,
         assert drawn is not None and drawn.std() > 1
         assert min(drawn.shape[:2]) >= 256, drawn.shape
     unfolded = tmp_path / 'unfolded.pkl'
-    out = run('tools/test.py', TASKS[task]['config'], checkpoint,
-              '--work-dir', str(tmp_path / 'unfolded'), '--no-deploy',
-              '--out', str(unfolded), *options(result['root'], task)).stdout
+    out = run('tools/test.py', TASKS[task]['config'], checkpoint, '--work-dir',
+              str(tmp_path / 'unfolded'), '--no-deploy', '--out',
+              str(unfolded), *options(result['root'], task)).stdout
     assert 'folded the BatchNorms' not in out
     with open(unfolded, 'rb') as f:
         undeployed = pickle.load(f)
@@ -377,8 +417,8 @@ def check_classification(task, result, checkpoint, dumped, pictures,
                for a, b in zip(dumped, undeployed)) >= 3 * len(dumped)
 
 
-CHECK_TEST = dict(det=check_detection, seg=check_segmentation,
-                  cls=check_classification)
+CHECK_TEST = dict(
+    det=check_detection, seg=check_segmentation, cls=check_classification)
 
 # The stock tools take the explicit keys; data_root alone would not reach
 # the already expanded dataset settings there. They run EMO's demo configs:
@@ -397,32 +437,35 @@ def test_stock_tools_run_our_config(task, request, tmp_path):
     import importlib
     package, config, metric, extra = STOCK[task]
     root = data_root(request, task)
-    tools = osp.join(osp.dirname(importlib.import_module(package).__file__),
-                     '.mim', 'tools')
+    tools = osp.join(
+        osp.dirname(importlib.import_module(package).__file__), '.mim',
+        'tools')
     work_dir = str(tmp_path / 'stock')
     settings = LOADER_OPTIONS + [
         'train_cfg.max_iters=1', 'train_cfg.val_interval=1',
         'train_dataloader.batch_size=2'
     ] + [
         f'{loader}.dataset.data_root={root}'
-        for loader in ('train_dataloader', 'val_dataloader',
-                       'test_dataloader')
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
     ] + extra(root)
-    run(osp.join(tools, 'train.py'), config, '--work-dir', work_dir,
+    run(
+        osp.join(tools, 'train.py'), config, '--work-dir', work_dir,
         '--cfg-options', *settings)
     checkpoint = osp.join(work_dir, 'iter_1.pth')
     assert osp.isfile(checkpoint)
-    tested = run(osp.join(tools, 'test.py'), config, checkpoint,
-                 '--work-dir', work_dir, '--cfg-options', *settings).stdout
+    tested = run(
+        osp.join(tools, 'test.py'), config, checkpoint, '--work-dir', work_dir,
+        '--cfg-options', *settings).stdout
     value = float(printed_metrics(tested)[metric])
     assert math.isfinite(value) and value >= 0, value
 
 
 @pytest.mark.parametrize('args,message', [
     (['configs/nowhere.py'], 'config configs/nowhere.py does not exist'),
-    ([DET_DEMO, '--cfg-options', 'data_root=/no/such/dir/'],
-     "data_root '/no/such/dir/' of train_dataloader does not exist"),
-    ([DET_DEMO, '--resume', '/no/ckpt.pth'], 'checkpoint /no/ckpt.pth does not'),
+    ([DET_DEMO, '--cfg-options', 'data_root=/no/such/dir/'
+      ], "data_root '/no/such/dir/' of train_dataloader does not exist"),
+    ([DET_DEMO, '--resume', '/no/ckpt.pth'
+      ], 'checkpoint /no/ckpt.pth does not'),
 ])
 def test_train_errors_are_one_line(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
@@ -463,9 +506,10 @@ def test_tools_name_a_corrupt_or_truncated_checkpoint(tmp_path):
 def test_test_tool_takes_the_authors_file(authors_net_pth, tiny_imagenet,
                                           tmp_path):
     """tools/test.py CONFIG net.pth on an ImageNet-format folder."""
-    out = run('tools/test.py', 'configs/imagenet/emo_1m_in1k.py',
-              authors_net_pth, '--work-dir', str(tmp_path / 'work'),
-              '--cfg-options', f'data_root={tiny_imagenet}', *LOADER_OPTIONS,
+    out = run('tools/test.py',
+              'configs/imagenet/emo_1m_in1k.py', authors_net_pth, '--work-dir',
+              str(tmp_path / 'work'), '--cfg-options',
+              f'data_root={tiny_imagenet}', *LOADER_OPTIONS,
               'val_dataloader.batch_size=4',
               'test_dataloader.batch_size=4').stdout
     assert 'accuracy/top1:' in out and 'accuracy/top5:' in out

@@ -15,17 +15,18 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import REPO_ROOT, run_python, run_tool
 from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel
+from mmengine.runner import Runner
 from mmengine.runner import checkpoint as mm_checkpoint
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import load_checkpoint
 from torch.utils.data import Dataset
 
 import emo_mm  # noqa: F401  (puts the weights-only loaders in place)
-from conftest import REPO_ROOT, run_python, run_tool
+from emo_mm.errors import CheckpointRefused
 from emo_mm.models import EMO
 from emo_mm.utils import safe_load
-from emo_mm.errors import CheckpointRefused
 
 
 class Call:
@@ -53,9 +54,13 @@ def hostile_payloads(marker):
     os_module = Call(get, 'os')
     system = Call(getattr, os_module, 'system')
     return {
-        'os_system': {'state_dict': Call(os.system, command)},
+        'os_system': {
+            'state_dict': Call(os.system, command)
+        },
         'exec': Call(builtins.exec, f'open({str(marker)!r}, "w").close()'),
-        'getattr_chain': {'meta': Call(system, command)},
+        'getattr_chain': {
+            'meta': Call(system, command)
+        },
     }
 
 
@@ -95,17 +100,25 @@ def serve(root, name, obj):
 def hostile(server, tmp_path):
     root, base = server
     marker = tmp_path / 'pwned'
-    urls = {kind: f'{base}/{serve(root, f"{kind}/net.pth", payload)}'
-            for kind, payload in hostile_payloads(marker).items()}
+    urls = {
+        kind: f'{base}/{serve(root, f"{kind}/net.pth", payload)}'
+        for kind, payload in hostile_payloads(marker).items()
+    }
     yield urls, marker
     assert not marker.exists(), 'a hostile checkpoint ran code'
 
 
 def refused(kind, url):
     """The refusal names the URL and what was refused."""
-    names = {'os_system': 'global posix.system', 'exec': 'global exec,',
-             'getattr_chain': "getattr(<class 'mmengine.logging.history_"
-                              "buffer.HistoryBuffer'>, '__init__')"}
+    names = {
+        'os_system':
+        'global posix.system',
+        'exec':
+        'global exec,',
+        'getattr_chain':
+        "getattr(<class 'mmengine.logging.history_"
+        "buffer.HistoryBuffer'>, '__init__')"
+    }
     return f'checkpoint {url} was refused', names[kind]
 
 
@@ -115,8 +128,8 @@ KINDS = ('os_system', 'exec', 'getattr_chain')
 @pytest.mark.parametrize('kind', KINDS)
 def test_backbone_init_cfg_url_is_refused(hostile, kind):
     urls, marker = hostile
-    model = EMO(arch='1m', init_cfg=dict(type='Pretrained',
-                                         checkpoint=urls[kind]))
+    model = EMO(
+        arch='1m', init_cfg=dict(type='Pretrained', checkpoint=urls[kind]))
     with pytest.raises(CheckpointRefused) as info:
         model.init_weights()
     message = str(info.value)
@@ -150,8 +163,8 @@ def test_resolving_schemes_are_refused(hostile, monkeypatch):
                         lambda: {'evil': url})
     monkeypatch.setattr(mm_checkpoint, 'get_mmcls_models',
                         lambda: {'evil': url})
-    for name in ('torchvision://evil', 'modelzoo://evil',
-                 'open-mmlab://evil', 'openmmlab://evil', 'mmcls://evil'):
+    for name in ('torchvision://evil', 'modelzoo://evil', 'open-mmlab://evil',
+                 'openmmlab://evil', 'mmcls://evil'):
         with pytest.raises(CheckpointRefused, match=f'{url} was refused'):
             mm_checkpoint._load_checkpoint(name, map_location='cpu')
     assert not marker.exists()
@@ -162,8 +175,8 @@ def test_local_files_are_refused(tmp_path):
     for kind, payload in hostile_payloads(marker).items():
         path = str(tmp_path / f'{kind}.pth')
         torch.save(payload, path)
-        with pytest.raises(CheckpointRefused,
-                           match=f'checkpoint {path} was refused'):
+        with pytest.raises(
+                CheckpointRefused, match=f'checkpoint {path} was refused'):
             load_checkpoint(torch.nn.Linear(1, 1), path)
     assert not marker.exists()
 
@@ -175,18 +188,25 @@ def test_tools_refuse_with_one_line(hostile, tiny_shapes, tmp_path):
     urls, marker = hostile
     url = urls['os_system']
     config = osp.join(REPO_ROOT, 'configs/demo/emo_1m_shapes_cls.py')
-    data = [f'data_root={tiny_shapes}', 'train_dataloader.num_workers=0',
-            'train_dataloader.persistent_workers=False',
-            'val_dataloader.num_workers=0',
-            'val_dataloader.persistent_workers=False']
+    data = [
+        f'data_root={tiny_shapes}', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0',
+        'val_dataloader.persistent_workers=False'
+    ]
     # The init_cfg is loaded by the built runner (seeds, logger, default
     # scope): a process of its own. The others refuse before building
     # anything, in this process.
-    proc = run_python('tools/train.py', config, '--work-dir',
-                      str(tmp_path / 'i'), '--cfg-options', *data,
-                      'model.backbone.init_cfg.type=Pretrained',
-                      f'model.backbone.init_cfg.checkpoint={url}',
-                      check=False)
+    proc = run_python(
+        'tools/train.py',
+        config,
+        '--work-dir',
+        str(tmp_path / 'i'),
+        '--cfg-options',
+        *data,
+        'model.backbone.init_cfg.type=Pretrained',
+        f'model.backbone.init_cfg.checkpoint={url}',
+        check=False)
     results = [('init_cfg', proc.returncode, proc.stdout)]
     for args in [
         ('test.py', config, url, '--work-dir', tmp_path / 'a'),
@@ -210,9 +230,11 @@ def test_genuine_checkpoint_over_http_loads(server, authors_fixture):
     root, base = server
     variant = authors_fixture['variant']
     url = f'{base}/{serve(root, "net.pth", authors_fixture["state_dict"])}'
-    model = EMO(arch=variant, out_indices=(0, 1, 2, 3, 4),
-                window_size=authors_fixture['window_size'],
-                init_cfg=dict(type='Pretrained', checkpoint=url))
+    model = EMO(
+        arch=variant,
+        out_indices=(0, 1, 2, 3, 4),
+        window_size=authors_fixture['window_size'],
+        init_cfg=dict(type='Pretrained', checkpoint=url))
     model.init_weights()
     model.eval()
     with torch.no_grad():
@@ -232,7 +254,13 @@ def test_mmengine_checkpoint_over_http_loads(server):
     root, base = server
     buffer = HistoryBuffer()
     buffer.update(0.5)
-    url = f'{base}/{serve(root, "run/epoch_1.pth", dict(state_dict={"weight": torch.ones(1, 1), "bias": torch.zeros(1)}, message_hub=dict(log_scalars={"loss": buffer})))}'
+    checkpoint = dict(
+        state_dict={
+            'weight': torch.ones(1, 1),
+            'bias': torch.zeros(1)
+        },
+        message_hub=dict(log_scalars={'loss': buffer}))
+    url = f'{base}/{serve(root, "run/epoch_1.pth", checkpoint)}'
     model = torch.nn.Linear(1, 1)
     checkpoint = load_checkpoint(model, url)
     assert model.weight.item() == 1.0
@@ -253,8 +281,10 @@ def test_known_digest_is_verified(server, monkeypatch, tmp_path):
     root, base = server
     url = f'{base}/{serve(root, "EMO_1M/net.pth", {"w": torch.ones(1)})}'
     # The outside reference for the git blob id: git itself.
-    blob = subprocess.run(['git', 'hash-object', str(root / 'EMO_1M/net.pth')],
-                          check=True, text=True,
+    blob = subprocess.run(['git', 'hash-object',
+                           str(root / 'EMO_1M/net.pth')],
+                          check=True,
+                          text=True,
                           stdout=subprocess.PIPE).stdout.strip()
     monkeypatch.setitem(safe_load.KNOWN_DIGESTS, url, f'git-blob-sha1:{blob}')
     assert mm_checkpoint._load_checkpoint(url)['w'].item() == 1.0
@@ -263,8 +293,9 @@ def test_known_digest_is_verified(server, monkeypatch, tmp_path):
     # download of a tampered file is refused and deleted.
     os.remove(safe_load.cached_path(url))
     serve(root, 'EMO_1M/net.pth', {'w': torch.full((1, ), 7.0)})
-    with pytest.raises(CheckpointRefused,
-                       match=f'{url} does not match its known git-blob-sha1'):
+    with pytest.raises(
+            CheckpointRefused,
+            match=f'{url} does not match its known git-blob-sha1'):
         mm_checkpoint._load_checkpoint(url)
     assert not osp.exists(safe_load.cached_path(url))
 
@@ -274,8 +305,8 @@ def test_released_weights_have_digests():
     import glob
     import re
     found = set()
-    for path in glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'),
-                          recursive=True):
+    for path in glob.glob(
+            osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True):
         with open(path) as f:
             found.update(re.findall(r"https?://[^'\"]+\.pth", f.read()))
     assert found, 'no URLs found in the configs'
@@ -306,8 +337,9 @@ class ToyData(Dataset):
 
     def __getitem__(self, i):
         g = torch.Generator().manual_seed(i)
-        return dict(inputs=torch.randn(3, 48, 48, generator=g),
-                    labels=torch.tensor(i % 2))
+        return dict(
+            inputs=torch.randn(3, 48, 48, generator=g),
+            labels=torch.tensor(i % 2))
 
 
 def make_runner(work_dir, max_iters, **kwargs):
@@ -323,8 +355,7 @@ def make_runner(work_dir, max_iters, **kwargs):
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', interval=1,
-                            by_epoch=False),
+            checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False),
             logger=dict(type='LoggerHook', interval=1)),
         default_scope=None,
         experiment_name=f'toy_{Path(work_dir).name}',
@@ -333,8 +364,8 @@ def make_runner(work_dir, max_iters, **kwargs):
 
 def test_resume_and_load_from_mmengine_checkpoint(tmp_path):
     torch.manual_seed(0)  # the model is built before the Runner seeds
-    runner = make_runner(tmp_path / 'first', max_iters=2,
-                         randomness=dict(seed=0))
+    runner = make_runner(
+        tmp_path / 'first', max_iters=2, randomness=dict(seed=0))
     runner.train()
     ckpt = tmp_path / 'first' / 'iter_2.pth'
     assert ckpt.exists()
@@ -344,15 +375,15 @@ def test_resume_and_load_from_mmengine_checkpoint(tmp_path):
     assert loaded['meta']['iter'] == 2
     assert 'message_hub' in loaded and 'optimizer' in loaded
 
-    resumed = make_runner(tmp_path / 'resumed', max_iters=3, resume=True,
-                          load_from=str(ckpt))
+    resumed = make_runner(
+        tmp_path / 'resumed', max_iters=3, resume=True, load_from=str(ckpt))
     resumed.train()
     assert resumed.iter == 3
     # Resumed, not restarted: its iteration 3 continues iterations 1-2
     # exactly as one uninterrupted run of 3 (same seed, same data order).
     torch.manual_seed(0)
-    straight = make_runner(tmp_path / 'straight', max_iters=3,
-                           randomness=dict(seed=0))
+    straight = make_runner(
+        tmp_path / 'straight', max_iters=3, randomness=dict(seed=0))
     straight.train()
     a = torch.load(tmp_path / 'resumed' / 'iter_3.pth')
     b = torch.load(tmp_path / 'straight' / 'iter_3.pth')

@@ -3,81 +3,78 @@ EdgeNeXt.
 
     python tools/analysis/benchmark.py                      # the default table
     python tools/analysis/benchmark.py --tiers 5m --sizes 224 --batches 1 16
-    python tools/analysis/benchmark.py --tiers 20m --families EMOv2
     python tools/analysis/benchmark.py --no-channels-last --no-deploy
     python tools/analysis/benchmark.py --onnxruntime --openvino --sizes 224
-    python tools/analysis/benchmark.py --train --sizes 320 --batches 16
     python tools/analysis/benchmark.py --config configs/ssdlite/emo_1m_coco.py
-    python tools/analysis/benchmark.py --config configs/ssdlite/emo_1m_coco.py \
-        --compare --train --batches 8
+    python tools/analysis/benchmark.py \
+        --config configs/ssdlite/emo_1m_coco.py --compare --train --batches 8
 
 Tiers: EMO, EMOv2 and the EdgeNeXt of about their size, bare backbones, in
 one process, runs alternating; a row is the median (25-75%) of --repeat runs,
-images/s and the time over EdgeNeXt's. Models run as the tools run them:
-channels-last, BatchNorms folded for inference (--no-channels-last,
---no-deploy); --onnxruntime/--openvino add the exported models' rows (CPU,
-fp32). Each row shows the torch threads and the output dtype measured while
-timing. --train times forward + backward + SGD step and the peak memory
-(CPU: what the model adds to a process's peak resident memory).
---config times a whole config's model at its input size (with --train: its
-loss on random ground truth, backward, step); --compare adds the model as
-it ran before (NCHW, BatchNorms unfolded). Details: emo_mm.analysis.benchmark
-and docs/speed.md.
+images/s and the time over EdgeNeXt's. --config times one config's model at
+its input size. What each option times: docs/speed.md.
 """
 import argparse
 from dataclasses import replace
 
 import torch
 
-from emo_mm.errors import run_tool
-from emo_mm.analysis.benchmark import (BEFORE, FAMILIES, TIERS, Settings,
-                                       build_tier, peak_memory_mb,
-                                       RUNTIME_TAGS, time_config,
+from emo_mm.analysis.benchmark import (BEFORE, RUNTIME_TAGS, TIERS, Settings,
+                                       build_tier, peak_memory_mb, time_config,
                                        time_models, time_runtime)
 from emo_mm.config import input_shape, load_config
+from emo_mm.errors import run_tool
+from emo_mm.models import FAMILIES
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Benchmark EMO and EMOv2 against EdgeNeXt (or one '
         'config).')
-    parser.add_argument('--tiers', '--pairs', nargs='+', default=list(TIERS),
-                        choices=list(TIERS),
-                        help='size tiers (default: all)')
-    parser.add_argument('--families', nargs='+', default=list(FAMILIES),
-                        choices=list(FAMILIES),
-                        help='which of EMO and EMOv2 to time beside '
-                        'EdgeNeXt (default: both)')
-    parser.add_argument('--sizes', nargs='+', type=int,
-                        default=[224, 320, 512])
+    parser.add_argument(
+        '--tiers',
+        '--pairs',
+        nargs='+',
+        default=list(TIERS),
+        choices=list(TIERS),
+        help='size tiers (default: all)')
+    parser.add_argument(
+        '--families',
+        nargs='+',
+        default=list(FAMILIES),
+        choices=list(FAMILIES),
+        help='which of EMO and EMOv2 to time beside '
+        'EdgeNeXt (default: both)')
+    parser.add_argument(
+        '--sizes', nargs='+', type=int, default=[224, 320, 512])
     parser.add_argument('--batches', nargs='+', type=int, default=[1, 16])
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--repeat', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--dtype', default='fp32',
-                        choices=['fp32', 'bf16', 'fp16'],
-                        help='autocast dtype (fp32: none)')
-    parser.add_argument('--channels-last', default=True,
-                        action=argparse.BooleanOptionalAction,
-                        help='channels-last memory format for model and '
-                        'input (default: on)')
-    parser.add_argument('--deploy', default=None,
-                        action=argparse.BooleanOptionalAction,
-                        help='fold BatchNorms into convolutions first '
-                        '(switch_to_deploy; default: on for inference)')
-    parser.add_argument('--onnxruntime', action='store_true',
-                        help='also time the models exported to ONNX and run '
-                        'by ONNX Runtime (CPU, same threads)')
-    parser.add_argument('--openvino', action='store_true',
-                        help='also time them as OpenVINO IR (CPU, fp32, '
-                        'same threads)')
-    parser.add_argument('--train', action='store_true',
-                        help='time forward + backward + step; report memory')
+    parser.add_argument(
+        '--dtype',
+        default='fp32',
+        choices=['fp32', 'bf16', 'fp16'],
+        help='autocast dtype (fp32: none)')
+    parser.add_argument(
+        '--channels-last',
+        default=True,
+        action=argparse.BooleanOptionalAction,
+        help='NHWC model and input (default: on)')
+    parser.add_argument(
+        '--deploy',
+        default=None,
+        action=argparse.BooleanOptionalAction,
+        help='fold BatchNorms (default: on for inference)')
+    parser.add_argument(
+        '--onnxruntime', action='store_true', help='+ ONNX Runtime')
+    parser.add_argument(
+        '--openvino', action='store_true', help='+ OpenVINO rows')
+    parser.add_argument('--train', action='store_true', help='fwd+bwd+step')
     parser.add_argument('--config', help='time this config\'s model instead')
-    parser.add_argument('--compare', action='store_true',
-                        help='--config: also time the model NCHW with its '
-                        'BatchNorms unfolded, interleaved')
+    parser.add_argument(
+        '--compare', action='store_true', help='+ NCHW, unfolded')
     args = parser.parse_args(argv)
     if args.deploy and args.train:
         parser.error('--deploy folds BatchNorms for inference; it cannot be '
@@ -87,9 +84,9 @@ def parse_args(argv=None):
     if args.compare and not args.config:
         parser.error('--compare compares a --config\'s model with its old '
                      'default; the tiers have --no-channels-last/--no-deploy')
-    if (args.onnxruntime or args.openvino) and (
-            args.train or args.config or args.device != 'cpu'
-            or args.dtype != 'fp32'):
+    if (args.onnxruntime or args.openvino) and (args.train or args.config
+                                                or args.device != 'cpu'
+                                                or args.dtype != 'fp32'):
         parser.error('--onnxruntime/--openvino time fp32 inference of the '
                      'tiers\' backbones on the CPU only')
     return args
@@ -125,8 +122,9 @@ def benchmark_tiers(args, settings):
                 for runtime, wanted in (('ONNX Runtime', args.onnxruntime),
                                         ('OpenVINO', args.openvino)):
                     if wanted:
-                        stats.update(time_runtime(models, batch, size,
-                                                  settings, runtime))
+                        stats.update(
+                            time_runtime(models, batch, size, settings,
+                                         runtime))
                         tag = RUNTIME_TAGS[runtime]
                         rows.append([f'{name} [{tag}]' for name in names])
                 for row in rows:

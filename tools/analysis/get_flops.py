@@ -6,11 +6,11 @@
 
 One config: the model is built in the config's ``default_scope`` (mmdet,
 mmseg or mmpretrain) and counted at the config's own input size (see
-:func:`emo_mm.config.input_shape`). ``--all``: a table of every config under ``configs/``,
-then the bare EMO and EMOv2 backbones at 224x224 in the papers' classifier
-form, each with the published numbers beside (the EMO paper's; the EMOv2
-authors' README); ``--shape`` counts every model at that size instead (the
-bare backbones at H x H).
+:func:`emo_mm.config.input_shape`). ``--all``: a table of every config
+under ``configs/``, then the bare EMO and EMOv2 backbones at 224x224 in the
+papers' classifier form, each with the published numbers beside (the EMO
+paper's; the EMOv2 authors' README); ``--shape`` counts every model at that
+size instead (the bare backbones at H x H).
 
 How counting works: :mod:`emo_mm.analysis.complexity` (mmengine's
 ``FlopAnalyzer``, one FLOP = one multiply-add, on ``model(inputs,
@@ -18,20 +18,19 @@ mode='tensor')``: backbone, neck and head, no pre/post-processing).
 """
 import argparse
 import os.path as osp
-import sys
 import time
 from typing import Optional
 
 import torch
 from mmengine.config import DictAction
 
-from emo_mm import UserError
 from emo_mm.analysis import (PAPER, all_configs, analyze_config,
                              count_backbone, describe, paper_numbers)
-from emo_mm.analysis.complexity import BACKBONES
+from emo_mm.errors import run_tool
+from emo_mm.models import FAMILIES
 
-CONFIG_ROOT = osp.join(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))), 'configs')
+CONFIG_ROOT = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 
 
 def print_all(cfg_options: Optional[dict] = None,
@@ -51,10 +50,11 @@ def print_all(cfg_options: Optional[dict] = None,
         aux = f'{result["aux_params"] / 1e6:.2f}' \
             if result['aux_params'] else '-'
         paper_params, paper_flops = paper_numbers(path)
-        print(f'{stem:<28}{size:>12}{result["params"] / 1e6:>12.2f}'
-              f'{aux:>9}{result["flops"] / 1e9:>11.3f}'
-              f'{paper_params or "-":>14}{paper_flops or "-":>13}',
-              flush=True)
+        print(
+            f'{stem:<28}{size:>12}{result["params"] / 1e6:>12.2f}'
+            f'{aux:>9}{result["flops"] / 1e9:>11.3f}'
+            f'{paper_params or "-":>14}{paper_flops or "-":>13}',
+            flush=True)
     print("FLOPs of model(inputs, mode='tensor'): backbone + neck + head, no "
           'post-processing.\nA keep-ratio resize (RetinaNet, Mask R-CNN '
           '1333x800) is counted at H=800, W=1280; Mask\nR-CNN\'s RoI heads '
@@ -71,15 +71,17 @@ def print_all(cfg_options: Optional[dict] = None,
               f'{"paper params":>14}{"paper FLOPs":>13}')
     print(header)
     print('-' * len(header))
-    for family, backbone in BACKBONES.items():
+    for family, backbone in FAMILIES.items():
         for arch in backbone.arch_settings:
             result = count_backbone(arch, size, family=family)
             paper_params, paper_flops = PAPER.get(
                 f'imagenet/{family.lower()}_{arch}', (None, None))
             name = f'{family}-{arch.upper()}'
-            print(f'{name:<28}{result["params"] / 1e6:>12.2f}'
-                  f'{result["flops"] / 1e6:>11.1f}{paper_params or "-":>14}'
-                  f'{paper_flops or "-":>13}', flush=True)
+            print(
+                f'{name:<28}{result["params"] / 1e6:>12.2f}'
+                f'{result["flops"] / 1e6:>11.1f}{paper_params or "-":>14}'
+                f'{paper_flops or "-":>13}',
+                flush=True)
     print('Backbone + final norm + 1000-class linear head: the ImageNet '
           'classifier, as the papers\ncount it (global pooling not '
           'counted).')
@@ -127,13 +129,9 @@ def main(argv=None) -> None:
     if args.all:
         print_all(args.cfg_options, args.shape)
         return
-    try:
-        result = analyze_config(args.config, args.shape, args.cfg_options)
-    except UserError as error:
-        print(f'get_flops.py: error: {error}', file=sys.stderr)
-        raise SystemExit(2)
+    result = analyze_config(args.config, args.shape, args.cfg_options)
     print(describe(args.config, result))
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main, flags={'shape=(H, W)': '--shape H W'})

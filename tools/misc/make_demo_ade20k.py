@@ -1,4 +1,5 @@
-"""Write the synthetic outdoor scenes (ADE20K format) for the segmentation demo.
+"""Write the synthetic outdoor scenes (ADE20K format) for the segmentation
+demo.
 
     python tools/misc/make_demo_ade20k.py data/scenes_ade20k [--num-train 300]
         [--num-val 50] [--seed 0] [--force]
@@ -8,10 +9,10 @@ The images and label maps come from
 same files. A ROOT that already holds files is left alone unless ``--force``
 is given.
 """
-import sys
 
 from emo_mm.demo_data import demo_data_main, make_scenes_ade20k
 from emo_mm.demo_data.scenes_ade20k import CLASS_IDS
+from emo_mm.errors import run_tool
 
 # The sizes written without options (--num-... to change them).
 COUNTS = dict(num_train=300, num_val=50)
@@ -30,4 +31,4 @@ def report(args, counts):
 
 
 if __name__ == '__main__':
-    sys.exit(demo_data_main(__doc__, make_scenes_ade20k, COUNTS, report))
+    run_tool(demo_data_main, __doc__, make_scenes_ade20k, COUNTS, report)

@@ -10,10 +10,10 @@ given.
 """
 import json
 import os.path as osp
-import sys
 from collections import Counter
 
 from emo_mm.demo_data import demo_data_main, make_shapes_coco
+from emo_mm.errors import run_tool
 
 # The sizes written without options (--num-... to change them).
 COUNTS = dict(num_train=1600, num_val=80)
@@ -38,4 +38,4 @@ def report(args, metainfo):
 
 
 if __name__ == '__main__':
-    sys.exit(demo_data_main(__doc__, make_shapes_coco, COUNTS, report))
+    run_tool(demo_data_main, __doc__, make_shapes_coco, COUNTS, report)

@@ -8,9 +8,9 @@ The images come from :func:`emo_mm.demo_data.make_shapes_imagenet`; the same
 seed always gives the same files. A ROOT that already holds files is left
 alone unless ``--force`` is given.
 """
-import sys
 
 from emo_mm.demo_data import demo_data_main, make_shapes_imagenet
+from emo_mm.errors import run_tool
 
 # The sizes written without options (--num-... to change them).
 COUNTS = dict(num_train_per_class=100, num_val_per_class=20)
@@ -24,4 +24,4 @@ def report(args, classes):
 
 
 if __name__ == '__main__':
-    sys.exit(demo_data_main(__doc__, make_shapes_imagenet, COUNTS, report))
+    run_tool(demo_data_main, __doc__, make_shapes_imagenet, COUNTS, report)

@@ -3,8 +3,8 @@
 Zhang et al., "Rethinking Mobile Block for Efficient Attention-based Models",
 ICCV 2023 (arXiv 2301.01146).
 """
-import warnings
-from typing import Optional, Sequence, Union
+from functools import partial
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
@@ -13,10 +13,11 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers import (NORM_EPS, fold_bn_into_next_conv, from_windows,
-                      fuse_conv_bn, is_channels_last, pad_to_windows,
-                      pointwise, to_windows, window_attention)
-from .base import EMOBackbone
+from ..layers import (NORM_EPS, PointwiseConv, depthwise_conv,
+                      fold_bn_into_next_conv, fold_conv_module, from_windows,
+                      is_channels_last, pad_to_windows, to_windows,
+                      window_attention)
+from .base import HYBRID_STAGES, EMOBackbone, arch_table
 
 
 class SqueezeExcite(nn.Module):
@@ -60,13 +61,16 @@ class WindowAttention(nn.Module):
         window_size (int): Tokens per window side.
         fused_attn (bool): Use ``F.scaled_dot_product_attention``; otherwise
             the explicit softmax(q k^T) v. Defaults to True.
+        as_matmul (bool): See :class:`~emo_mm.models.layers.PointwiseConv`.
+            Defaults to True.
     """
 
     def __init__(self,
                  channels: int,
                  head_dim: int,
                  window_size: int,
-                 fused_attn: bool = True):
+                 fused_attn: bool = True,
+                 as_matmul: bool = True):
         super().__init__()
         if channels % head_dim:
             raise ValueError(f'head_dim={head_dim} must divide the stage '
@@ -76,7 +80,7 @@ class WindowAttention(nn.Module):
         self.window_size = window_size
         self.scale = head_dim**-0.5
         self.fused_attn = fused_attn
-        self.qk = nn.Conv2d(channels, channels * 2, 1)
+        self.qk = PointwiseConv(channels, channels * 2, as_matmul=as_matmul)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, _, H, W = x.shape
@@ -85,7 +89,8 @@ class WindowAttention(nn.Module):
         num_h, num_w = x.shape[2] // ws, x.shape[3] // ws
         # qk is pointwise, so it can run before the partition (padded tokens
         # get the bias, exactly as when it runs on each padded window).
-        q, k = to_windows(pointwise(self.qk, x), ws, self.num_heads, 2, 'grid').unbind(0)
+        qk = to_windows(self.qk(x), ws, self.num_heads, 2, 'grid')
+        q, k = qk.unbind(0)
         v = to_windows(x, ws, self.num_heads, 1, 'grid')[0]
         out = window_attention(q, k, v, self.scale, self.fused_attn)
         out = from_windows(out, B, num_h, num_w, ws, 'grid',
@@ -121,6 +126,8 @@ class iRMB(nn.Module):
         window_size (int): Attention window size. Defaults to 7.
         drop_path_rate (float): Stochastic depth rate. Defaults to 0.
         fused_attn (bool): See :class:`WindowAttention`. Defaults to True.
+        as_matmul (bool): See :class:`~emo_mm.models.layers.PointwiseConv`.
+            Defaults to True.
     """
 
     def __init__(self,
@@ -139,37 +146,40 @@ class iRMB(nn.Module):
                  head_dim: int = 32,
                  window_size: int = 7,
                  drop_path_rate: float = 0.0,
-                 fused_attn: bool = True):
+                 fused_attn: bool = True,
+                 as_matmul: bool = True):
         super().__init__()
         mid_channels = int(in_channels * exp_ratio)
-        self.has_skip = has_skip and in_channels == out_channels and stride == 1
+        self.has_skip = (
+            has_skip and in_channels == out_channels and stride == 1)
 
-        self.norm = (build_norm_layer(norm_cfg, in_channels)[1]
-                     if norm_cfg else nn.Identity())
-        self.attn = (WindowAttention(in_channels, head_dim, window_size,
-                                     fused_attn) if with_attn else None)
+        self.norm = (
+            build_norm_layer(norm_cfg, in_channels)[1]
+            if norm_cfg else nn.Identity())
+        self.attn = (
+            WindowAttention(in_channels, head_dim, window_size, fused_attn,
+                            as_matmul) if with_attn else None)
         if expand:
-            self.v = ConvModule(in_channels, mid_channels, 1, bias=True,
-                                norm_cfg=None, act_cfg=act_cfg)
+            self.v = ConvModule(
+                in_channels,
+                mid_channels,
+                1,
+                bias=True,
+                norm_cfg=None,
+                act_cfg=act_cfg)
         else:
             assert mid_channels == in_channels
             self.v = nn.Identity()
-        # The authors pad by ceil((k - stride) / 2): 1 for k=3, 2 for k=5.
-        self.conv_local = ConvModule(
-            mid_channels,
-            mid_channels,
-            dw_kernel_size,
-            stride=stride,
-            padding=(dw_kernel_size - stride + 1) // 2,
-            groups=mid_channels,
-            bias=False,
-            norm_cfg=bn_cfg,
-            act_cfg=dict(type='SiLU'))  # SiLU in every stage, as authored
-        self.se = (SqueezeExcite(mid_channels, round(mid_channels * se_ratio),
-                                 act_cfg) if se_ratio > 0 else nn.Identity())
-        self.proj = nn.Conv2d(mid_channels, out_channels, 1, bias=False)
-        self.drop_path = (DropPath(drop_path_rate)
-                          if drop_path_rate > 0 else nn.Identity())
+        # SiLU in every stage, as authored.
+        self.conv_local = depthwise_conv(mid_channels, dw_kernel_size, stride,
+                                         bn_cfg, dict(type='SiLU'))
+        self.se = (
+            SqueezeExcite(mid_channels, round(mid_channels * se_ratio),
+                          act_cfg) if se_ratio > 0 else nn.Identity())
+        self.proj = PointwiseConv(
+            mid_channels, out_channels, bias=False, as_matmul=as_matmul)
+        self.drop_path = (
+            DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity())
 
     @torch.no_grad()
     def switch_to_deploy(self):
@@ -179,11 +189,7 @@ class iRMB(nn.Module):
         folds into the 1x1 expansion when no attention sits between them
         (exact: a 1x1 conv has no zero padding for the shift to miss).
         """
-        conv_local = self.conv_local
-        if isinstance(conv_local, ConvModule) and conv_local.with_norm:
-            self.conv_local = nn.Sequential(
-                fuse_conv_bn(conv_local.conv, conv_local.norm),
-                conv_local.activate)
+        self.conv_local = fold_conv_module(self.conv_local)
         if (isinstance(self.norm, _BatchNorm) and self.attn is None
                 and isinstance(self.v, ConvModule)):
             fold_bn_into_next_conv(self.norm, self.v.conv)
@@ -197,7 +203,7 @@ class iRMB(nn.Module):
         x = self.v(x)
         local = self.se(self.conv_local(x))
         x = x + local if self.has_skip else local
-        x = pointwise(self.proj, x)
+        x = self.proj(x)
         return shortcut + self.drop_path(x) if self.has_skip else x
 
 
@@ -211,38 +217,7 @@ class EMO(EMOBackbone):
 
     Args:
         arch (str | dict): ``'1m'``, ``'2m'``, ``'5m'``, ``'6m'`` or a dict
-            with every key of :attr:`arch_settings` entries: ``depths``,
-            ``stem_channels``, ``channels``, ``exp_ratios``, ``head_dims``,
-            ``dw_kernel_sizes``, ``attn_stages``, ``norm_types`` (``'BN'``
-            uses ``norm_cfg``, ``'LN2d'`` a channel LayerNorm) and
-            ``act_types`` (one per stage each). Defaults to ``'1m'``.
-        in_channels (int): Input image channels. Defaults to 3.
-        out_indices (Sequence[int] | int): Outputs to return: 0 is the stem
-            (stride 2), 1-4 the stages (strides 4-32); negative indices count
-            from the end. Defaults to ``(1, 2, 3, 4)``.
-        window_size (int | Sequence[int]): Attention window, one for all or
-            one per stage (used by the attending stages). The authors use 7
-            for classification and for 1M/2M downstream, 10 for 5M detection
-            and 16 for 5M segmentation. Defaults to 7.
-        drop_path_rate (float): Stochastic depth rate, rising linearly over
-            the blocks of stages 1-4. Defaults to 0.
-        frozen_stages (int): -1 freezes nothing, 0 the stem, k the stem and
-            stages 1..k (eval mode, no gradient). Defaults to -1.
-        norm_eval (bool): Keep BatchNorm layers in eval mode during
-            training. Defaults to False.
-        norm_cfg (dict): Config of the BatchNorm layers, e.g.
-            ``dict(type='SyncBN')``; ``eps`` defaults to the authors' 1e-6 when
-            not given. Defaults to ``dict(type='BN', eps=1e-6)``.
-        final_norm (bool): Apply the last stage's norm to the stride-32
-            output, as the authors' classifier does before pooling.
-            Defaults to False.
-        fused_attn (bool): Use ``F.scaled_dot_product_attention`` for the
-            window attention. Defaults to True.
-        channels_last (bool): Run in the channels-last (NHWC) memory format:
-            the input is converted once, every layer keeps the format, and
-            the outputs are channels-last tensors of the same NCHW shape and
-            values. On CPUs it makes the 1x1 convolutions several times
-            faster (``tools/analysis/benchmark.py``). Defaults to False.
+            (see :class:`EMOBackbone`). Defaults to ``'1m'``.
         zero_init_attn_proj (bool): For training from scratch: zero the
             output projection of every attending block, so that it starts as
             the identity. At initialisation the window attention is uniform
@@ -251,23 +226,21 @@ class EMO(EMOBackbone):
             noise instead of the local features and stay at chance for about
             1000 steps (docs/demos.md, 'Training the detectors from
             scratch'). Pair it with a low ``lr_mult`` on those projections:
-            AdamW moves a zero weight by about the lr per step. Ignored when weights are
-            loaded. Defaults to False (the authors' initialisation).
-        pretrained (str, optional): Deprecated spelling of
-            ``init_cfg=dict(type='Pretrained', checkpoint=...)``, passed by
-            mmseg's ``EncoderDecoder``. Defaults to None.
-        init_cfg (dict | list[dict], optional): Initialization config. With
-            ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` both the
-            authors' ImageNet checkpoints and emo_mm checkpoints load; see
-            :func:`emo_mm.models.checkpoint.load_backbone_checkpoint`.
-            Defaults to None.
+            AdamW moves a zero weight by about the lr per step. Ignored when
+            weights are loaded. Defaults to False (the authors'
+            initialisation).
+        **kwargs: The arguments of :class:`EMOBackbone`. For
+            ``window_size`` the authors use 7 for classification and for
+            1M/2M downstream, 10 for 5M detection and 16 for 5M
+            segmentation.
     """
     # The authors' four variants, one column each (as in the paper's table
     # of variants): blocks, widths, MLP expansion ratios and attention head
     # dims per stage. All share the stem, the depth-wise kernel sizes and
     # stages 1-2 without attention (BN, SiLU) and 3-4 with it (LN, GELU).
-    _variants = dict(
-        name=('1m', '2m', '5m', '6m'),
+    arch_settings = arch_table(
+        ('1m', '2m', '5m', '6m'),
+        dict(stem_channels=24, dw_kernel_sizes=(3, 3, 5, 5), **HYBRID_STAGES),
         depths=((2, 2, 8, 3), (3, 3, 9, 3), (3, 3, 9, 3), (3, 3, 9, 3)),
         channels=((32, 48, 80, 168), (32, 48, 120, 200), (48, 72, 160, 288),
                   (48, 72, 160, 320)),
@@ -275,100 +248,28 @@ class EMO(EMOBackbone):
                     (2.0, 3.0, 4.0, 4.0), (2.0, 3.0, 4.0, 5.0)),
         head_dims=((16, 16, 20, 21), (16, 16, 20, 20), (24, 24, 32, 32),
                    (16, 24, 20, 32)))
-    arch_settings = {
-        name: dict(
-            depths=depths,
-            stem_channels=24,
-            channels=channels,
-            exp_ratios=exp_ratios,
-            head_dims=head_dims,
-            dw_kernel_sizes=(3, 3, 5, 5),
-            attn_stages=(False, False, True, True),
-            norm_types=('BN', 'BN', 'LN2d', 'LN2d'),
-            act_types=('SiLU', 'SiLU', 'GELU', 'GELU'))
-        for name, depths, channels, exp_ratios, head_dims in zip(
-            *_variants.values())
-    }
-    del _variants
     family = 'EMO'
 
     def __init__(self,
                  arch: Union[str, dict] = '1m',
-                 in_channels: int = 3,
-                 out_indices: Union[int, Sequence[int]] = (1, 2, 3, 4),
-                 window_size: Union[int, Sequence[int]] = 7,
-                 drop_path_rate: float = 0.0,
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 norm_cfg: dict = dict(type='BN', eps=NORM_EPS),
-                 final_norm: bool = False,
-                 fused_attn: bool = True,
-                 channels_last: bool = False,
                  zero_init_attn_proj: bool = False,
-                 pretrained: Optional[str] = None,
-                 init_cfg: Optional[Union[dict, list]] = None):
-        super().__init__(arch, out_indices, window_size, drop_path_rate,
-                         frozen_stages, norm_eval, norm_cfg, final_norm,
-                         channels_last, pretrained, init_cfg)
+                 **kwargs):
+        super().__init__(arch, **kwargs)
         self.zero_init_attn_proj = zero_init_attn_proj
-        arch = self.arch
-
-        stem_channels = arch['stem_channels']
-        with warnings.catch_warnings():
-            # The authors' stem conv has a bias before its BN; keep it, so
-            # that their checkpoints load.
-            warnings.filterwarnings('ignore', 'Unnecessary conv bias')
-            stem_conv = ConvModule(
-                in_channels,
-                stem_channels,
-                3,
-                stride=2,
-                padding=1,
-                bias=True,
-                norm_cfg=self.stage_norm_cfg(0),
-                act_cfg=None)
+        stem_channels = self.arch['stem_channels']
         stem = nn.Sequential(
-            stem_conv,
+            self.build_stem_conv(self.stage_norm_cfg(0), None),
             iRMB(
                 stem_channels,
                 stem_channels,
-                dw_kernel_size=arch['dw_kernel_sizes'][0],
+                dw_kernel_size=self.arch['dw_kernel_sizes'][0],
                 has_skip=False,
                 bn_cfg=self.bn_cfg,
                 act_cfg=self.stage_act_cfg(0),
                 expand=False,
-                se_ratio=1.0))
-        self.stages = nn.ModuleList([stem])
-
-        depths = arch['depths']
-        in_ch = stem_channels
-        for i, depth in enumerate(depths):
-            blocks = []
-            for j in range(depth):
-                first = j == 0
-                blocks.append(
-                    iRMB(
-                        in_ch,
-                        arch['channels'][i],
-                        # The downsampling block expands twice as much.
-                        exp_ratio=arch['exp_ratios'][i] * (2 if first else 1),
-                        stride=2 if first else 1,
-                        dw_kernel_size=arch['dw_kernel_sizes'][i],
-                        has_skip=not first,
-                        norm_cfg=self.stage_norm_cfg(i),
-                        bn_cfg=self.bn_cfg,
-                        act_cfg=self.stage_act_cfg(i),
-                        with_attn=arch['attn_stages'][i] and not first,
-                        head_dim=arch['head_dims'][i],
-                        window_size=self.window_sizes[i],
-                        drop_path_rate=self.drop_path_rates[sum(depths[:i]) +
-                                                            j],
-                        fused_attn=fused_attn))
-                in_ch = arch['channels'][i]
-            self.stages.append(nn.Sequential(*blocks))
-        self.out_channels = (stem_channels, *arch['channels'])
-        self.build_final_norm()
-        self._freeze_stages()
+                se_ratio=1.0,
+                as_matmul=self.pointwise_as_matmul))
+        self.build_stages(stem, partial(iRMB, bn_cfg=self.bn_cfg))
 
     def init_from_scratch(self):
         if self.zero_init_attn_proj:
@@ -377,6 +278,4 @@ class EMO(EMOBackbone):
                     nn.init.zeros_(m.proj.weight)
 
     def deploy_stem(self):
-        stem_conv = self.stages[0][0]
-        if isinstance(stem_conv, ConvModule):
-            self.stages[0][0] = fuse_conv_bn(stem_conv.conv, stem_conv.norm)
+        self.stages[0][0] = fold_conv_module(self.stages[0][0])

@@ -2,6 +2,5 @@
 imported when a config builds it, see :mod:`emo_mm.utils.lazy`)."""
 from ...utils.lazy import register_lazily
 
-__getattr__ = register_lazily(__name__, 'EMOImageClassifier',
-                              'emo_classifier')
+__getattr__ = register_lazily(__name__, 'EMOImageClassifier', 'emo_classifier')
 __all__ = ['EMOImageClassifier']

@@ -73,16 +73,18 @@ def test_bf16_autocast_training_step():
         outputs.append(outs)
         # The stem conv's bias sits before a BN that removes it: its true
         # gradient is 0, and float32's is rounding noise.
-        grads.append({n: p.grad for n, p in model.named_parameters()
-                      if n != 'stages.0.0.conv.bias'})
+        grads.append({
+            n: p.grad
+            for n, p in model.named_parameters() if n != 'stages.0.0.conv.bias'
+        })
     assert outputs[1][0].dtype == torch.bfloat16
     for i, (out, ref) in enumerate(zip(*reversed(outputs))):
         error = relative_error(out.detach(), ref.detach(), i)
         assert error < 0.1, f'stage {i}: relative error {error:.4f}'
     reference, bf16 = grads
     assert reference.keys() == bf16.keys()
-    assert all(g is not None and torch.isfinite(g).all()
-               for g in bf16.values())
+    assert all(
+        g is not None and torch.isfinite(g).all() for g in bf16.values())
     a = torch.cat([g.flatten() for g in bf16.values()])
     b = torch.cat([g.flatten() for g in reference.values()])
     assert torch.cosine_similarity(a, b, dim=0) > 0.97

@@ -15,8 +15,7 @@ def trained_like(family):
     it; its eval-mode 1x1 convs then run as matrix products) in eval mode,
     with random BN statistics and affines and LayerScales in [0.3, 0.7]."""
     torch.manual_seed(0)
-    model = family(arch='1m', out_indices=(0, 1, 2, 3, 4),
-                   channels_last=True)
+    model = family(arch='1m', out_indices=(0, 1, 2, 3, 4), channels_last=True)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, _BatchNorm):
@@ -51,8 +50,8 @@ def test_compiled_backbone_equals_eager(family):
     graph capture and decompositions of every compile, without code
     generation; inductor's C++ below). At 72x88 no window (7) divides the
     stage-3/4 maps (5x6, 3x3), so the padding is traced too."""
-    check_compiled(trained_like(family), torch.randn(2, 3, 72, 88),
-                   'aot_eager')
+    check_compiled(
+        trained_like(family), torch.randn(2, 3, 72, 88), 'aot_eager')
 
 
 def test_inductor_compiles_the_attending_blocks():

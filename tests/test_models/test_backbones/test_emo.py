@@ -7,12 +7,12 @@ import math
 
 import pytest
 import torch
+from conftest import BACKBONE_PARAMS, save_authors_checkpoint
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import emo_mm  # noqa: F401  (registers EMO)
-from conftest import BACKBONE_PARAMS, save_authors_checkpoint
 from emo_mm.models import EMO, WindowAttention
 from emo_mm.models.backbones.emo import iRMB
 
@@ -22,8 +22,7 @@ def count_params(module):
 
 
 def build_from_fixture(fixture, tmp_path, **kwargs):
-    ckpt = save_authors_checkpoint(fixture['state_dict'],
-                                   tmp_path / 'net.pth')
+    ckpt = save_authors_checkpoint(fixture['state_dict'], tmp_path / 'net.pth')
     model = EMO(
         arch=fixture['variant'],
         window_size=fixture['window_size'],
@@ -41,9 +40,11 @@ def test_parity_with_authors_model(authors_fixture, tmp_path, fused_attn,
                                    channels_last, deploy):
     """Every fast path on (fused attention, channels-last, BN folding) and
     off."""
-    model = build_from_fixture(authors_fixture, tmp_path,
-                               fused_attn=fused_attn,
-                               channels_last=channels_last)
+    model = build_from_fixture(
+        authors_fixture,
+        tmp_path,
+        fused_attn=fused_attn,
+        channels_last=channels_last)
     if deploy:
         model.switch_to_deploy()
         assert not any(isinstance(m, _BatchNorm) for m in model.modules())
@@ -80,9 +81,10 @@ def test_param_counts(arch):
      r"unknown keys \['width'\]"),
     (dict(arch=dict(EMO.arch_settings['1m'], depths=(1, 2))), ValueError,
      r"arch\['depths'\] needs 4 entries"),
-    (dict(arch=dict(EMO.arch_settings['1m'],
-                    norm_types=('BN', 'BN', 'GN', 'LN2d'))), ValueError,
-     r"norm_types \['GN'\] unknown"),
+    (dict(
+        arch=dict(
+            EMO.arch_settings['1m'], norm_types=('BN', 'BN', 'GN', 'LN2d'))),
+     ValueError, r"norm_types \['GN'\] unknown"),
     (dict(arch=5), TypeError, r'arch must be a str or dict, got int'),
     (dict(out_indices=(1, 5)), ValueError, r'out_indices entry 5'),
     (dict(out_indices=(-6, )), ValueError, r'out_indices entry -6'),
@@ -110,8 +112,8 @@ def expected_sizes(h, w):
 
 
 @pytest.mark.parametrize('arch', ['1m', '5m'])
-@pytest.mark.parametrize('size', [(97, 131), (33, 65), (224, 224),
-                                  (320, 320), (50, 300)])
+@pytest.mark.parametrize('size', [(97, 131), (33, 65), (224, 224), (320, 320),
+                                  (50, 300)])
 def test_output_shapes_any_size(arch, size):
     model = EMO(arch=arch, out_indices=(0, 1, 2, 3, 4), window_size=10).eval()
     with torch.no_grad():
@@ -174,8 +176,8 @@ def test_norm_eval_keeps_batchnorm_in_eval():
 
 
 def test_every_trainable_parameter_gets_a_gradient():
-    model = EMO(arch='1m', window_size=5,
-                out_indices=(0, 1, 2, 3, 4), final_norm=True)
+    model = EMO(
+        arch='1m', window_size=5, out_indices=(0, 1, 2, 3, 4), final_norm=True)
     model.train()
     outs = model(torch.randn(2, 3, 70, 90))
     sum(o.square().mean() for o in outs).backward()
@@ -188,8 +190,10 @@ def test_every_trainable_parameter_gets_a_gradient():
                   if n not in zero)
     for name in zero:
         assert grads[name].grad.abs().max().item() < 1e-5 * largest, name
-    no_grad = [n for n, p in grads.items() if n not in zero and
-               p.requires_grad and (p.grad is None or not p.grad.any())]
+    no_grad = [
+        n for n, p in grads.items() if n not in zero and p.requires_grad and (
+            p.grad is None or not p.grad.any())
+    ]
     assert not no_grad
 
 
@@ -207,10 +211,11 @@ def test_drop_path_rises_linearly():
 
 def test_sync_bn_config_and_default_eps():
     model = EMO(arch='1m', norm_cfg=dict(type='SyncBN'))
-    syncs = [m for m in model.modules()
-             if isinstance(m, torch.nn.SyncBatchNorm)]
-    assert len(syncs) == sum(isinstance(m, _BatchNorm)
-                             for m in model.modules()) > 0
+    syncs = [
+        m for m in model.modules() if isinstance(m, torch.nn.SyncBatchNorm)
+    ]
+    assert len(syncs) == sum(
+        isinstance(m, _BatchNorm) for m in model.modules()) > 0
     assert all(m.eps == 1e-6 for m in syncs)
     explicit = EMO(arch='1m', norm_cfg=dict(type='BN', eps=1e-3))
     assert all(m.eps == 1e-3 for m in explicit.modules()
@@ -282,8 +287,12 @@ def test_switch_to_deploy_keeps_outputs(arch):
 
 
 def test_fold_needs_running_statistics():
-    block = iRMB(8, 8, exp_ratio=2, norm_cfg=dict(type='BN'),
-                 bn_cfg=dict(type='BN', track_running_stats=False))
+    block = iRMB(
+        8,
+        8,
+        exp_ratio=2,
+        norm_cfg=dict(type='BN'),
+        bn_cfg=dict(type='BN', track_running_stats=False))
     with pytest.raises(ValueError, match='track_running_stats=False'):
         block.switch_to_deploy()
 
@@ -363,13 +372,20 @@ SIZES = st.one_of(
 
 # derandomize: CI replays the same examples run after run.
 @settings(max_examples=40, deadline=None, derandomize=True)
-@given(size=SIZES, batch=st.integers(1, 3),
-       windows=st.lists(st.integers(1, 12), min_size=4, max_size=4),
-       channels_last=st.booleans(), train=st.booleans())
+@given(
+    size=SIZES,
+    batch=st.integers(1, 3),
+    windows=st.lists(st.integers(1, 12), min_size=4, max_size=4),
+    channels_last=st.booleans(),
+    train=st.booleans())
 def test_any_input_size(size, batch, windows, channels_last, train):
     torch.manual_seed(0)
-    model = EMO(arch='1m', out_indices=(0, 1, 2, 3, 4), window_size=windows,
-                channels_last=channels_last, drop_path_rate=0.1)
+    model = EMO(
+        arch='1m',
+        out_indices=(0, 1, 2, 3, 4),
+        window_size=windows,
+        channels_last=channels_last,
+        drop_path_rate=0.1)
     model.train(train)
     if train and batch == 1 and math.prod(expected_sizes(*size)[-1]) == 1:
         # BatchNorm in training cannot normalise one value per channel
@@ -386,5 +402,6 @@ def test_any_input_size(size, batch, windows, channels_last, train):
         assert torch.isfinite(out).all()
     if train:
         sum(o.mean() for o in outs).backward()
-        assert all(torch.isfinite(p.grad).all() for p in model.parameters()
-                   if p.grad is not None)
+        assert all(
+            torch.isfinite(p.grad).all() for p in model.parameters()
+            if p.grad is not None)

@@ -6,14 +6,13 @@ import logging
 
 import pytest
 import torch
+from conftest import (EMOV2_BACKBONE_PARAMS, EMOV2_CLASSIFIER_PARAMS,
+                      EMOV2_FIXTURE_NAMES, EMOV2_SEG_ARGS, load_emov2_fixture,
+                      save_authors_checkpoint, stored_state_dict)
 from mmengine.logging import MMLogger
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import emo_mm  # noqa: F401  (registers EMOv2)
-from conftest import (EMOV2_BACKBONE_PARAMS, EMOV2_CLASSIFIER_PARAMS,
-                      EMOV2_FIXTURE_NAMES, EMOV2_SEG_ARGS,
-                      load_emov2_fixture, save_authors_checkpoint,
-                      stored_state_dict)
 from emo_mm import UserError
 from emo_mm.models import EMO, EMOv2, LayerNorm2d
 from emo_mm.models.backbones.emov2 import I2RMB, SpanningWindowAttention
@@ -27,11 +26,13 @@ def count_params(module):
 def from_fixture(fixture, tmp_path, **kwargs):
     """EMOv2 loading the fixture's weights as the authors' flat file,
     through init_cfg, in eval mode."""
-    path = save_authors_checkpoint(fixture['state_dict'],
-                                   tmp_path / 'net.pth')
-    model = EMOv2(arch=fixture['arch'], out_indices=(0, 1, 2, 3, 4),
-                  init_cfg=dict(type='Pretrained', checkpoint=path),
-                  **fixture['kwargs'], **kwargs)
+    path = save_authors_checkpoint(fixture['state_dict'], tmp_path / 'net.pth')
+    model = EMOv2(
+        arch=fixture['arch'],
+        out_indices=(0, 1, 2, 3, 4),
+        init_cfg=dict(type='Pretrained', checkpoint=path),
+        **fixture['kwargs'],
+        **kwargs)
     model.init_weights()
     return model.eval()
 
@@ -42,15 +43,18 @@ def from_fixture(fixture, tmp_path, **kwargs):
 def test_parity_with_authors_model(emov2_fixture, tmp_path, fused_attn,
                                    channels_last, deploy):
     """All five outputs within 1e-4, with every fast path on and off."""
-    model = from_fixture(emov2_fixture, tmp_path, fused_attn=fused_attn,
-                         channels_last=channels_last)
+    model = from_fixture(
+        emov2_fixture,
+        tmp_path,
+        fused_attn=fused_attn,
+        channels_last=channels_last)
     if deploy:
         model.switch_to_deploy()
         assert model.deploy
         # Every BN folds; the segmentation backbone's LayerNorms stay.
         assert not any(isinstance(m, _BatchNorm) for m in model.modules())
-        assert not any(m.gamma is not None for m in model.modules()
-                       if isinstance(m, I2RMB))
+        assert not any(m.gamma is not None
+                       for m in model.modules() if isinstance(m, I2RMB))
     with torch.no_grad():
         outs = model(emov2_fixture['input'])
     expected = emov2_fixture['stage_outputs']
@@ -63,15 +67,18 @@ def test_parity_with_authors_model(emov2_fixture, tmp_path, fused_attn,
         assert diff <= 1e-4, f'stage {i}: max abs diff {diff:.3g}'
 
 
-@pytest.mark.parametrize('name', [n for n in EMOV2_FIXTURE_NAMES
-                                  if '_seg_' not in n])
+@pytest.mark.parametrize('name',
+                         [n for n in EMOV2_FIXTURE_NAMES if '_seg_' not in n])
 def test_classifier_logits(name):
     """The final norm, pooling and the authors' head give their logits."""
     emov2_fixture = load_emov2_fixture(name)
     ours = authors_to_ours(emov2_fixture['state_dict'])
     head_w, head_b = ours.pop('head.weight'), ours.pop('head.bias')
-    model = EMOv2(arch=emov2_fixture['arch'], out_indices=4, final_norm=True,
-                  **emov2_fixture['kwargs']).eval()
+    model = EMOv2(
+        arch=emov2_fixture['arch'],
+        out_indices=4,
+        final_norm=True,
+        **emov2_fixture['kwargs']).eval()
     model.load_state_dict(ours)  # strict: every key of the authors'
     with torch.no_grad():
         feat = model(emov2_fixture['input'])[0].mean((2, 3))
@@ -89,8 +96,10 @@ def test_param_counts_and_key_layout(emov2_fixture):
         head = authors['head.weight']
         assert count_params(model) + head.numel() + head.shape[0] == \
             emov2_fixture['num_params']
-        authors = {k: v for k, v in authors.items()
-                   if not k.startswith('head.')}
+        authors = {
+            k: v
+            for k, v in authors.items() if not k.startswith('head.')
+        }
     # Our keys map to exactly theirs and back.
     ours = model.state_dict()
     assert set(ours_to_authors(ours)) == set(authors)
@@ -116,9 +125,11 @@ def test_imagenet_weights_into_the_segmentation_backbone(tmp_path):
     names them."""
     authors = load_emov2_fixture('emo2_5m_k5_hybrid_200x264.pt')['state_dict']
     ckpt = save_authors_checkpoint(authors, tmp_path / 'net.pth')
-    model = EMOv2(arch='5m', window_size=10,
-                  init_cfg=dict(type='Pretrained', checkpoint=ckpt),
-                  **EMOV2_SEG_ARGS)
+    model = EMOv2(
+        arch='5m',
+        window_size=10,
+        init_cfg=dict(type='Pretrained', checkpoint=ckpt),
+        **EMOV2_SEG_ARGS)
     logger = MMLogger.get_current_instance()
     records = []
     handler = logging.Handler()
@@ -130,8 +141,10 @@ def test_imagenet_weights_into_the_segmentation_backbone(tmp_path):
         logger.removeHandler(handler)
     messages = [r.getMessage() for r in records]
     kept = [m for m in messages if 'keep their initial values' in m]
-    lns = [n for n, m in model.named_modules()
-           if isinstance(m, LayerNorm2d) and '.conv_local.' in n]
+    lns = [
+        n for n, m in model.named_modules()
+        if isinstance(m, LayerNorm2d) and '.conv_local.' in n
+    ]
     assert len(lns) == sum(model.arch['depths']) == 18
     assert len(kept) == 1 and kept[0].startswith('18 LayerNorms')
     assert all(name in kept[0] for name in lns)
@@ -144,35 +157,46 @@ def test_imagenet_weights_into_the_segmentation_backbone(tmp_path):
     ours = authors_to_ours(authors)
     for key, value in state.items():
         if '.conv_local.ln.' not in key:
-            torch.testing.assert_close(value.float(), ours[key].float(),
-                                       msg=key)
+            torch.testing.assert_close(
+                value.float(), ours[key].float(), msg=key)
 
 
 def test_checkpoint_family_and_variant_errors_name_both(tmp_path):
     v2 = EMOv2(arch='5m')
     v1_path = str(tmp_path / 'emo.pth')
     torch.save({'state_dict': EMO(arch='5m').state_dict()}, v1_path)
-    with pytest.raises(UserError, match=r'holds EMO-5M weights, but the '
-                       r'model is EMOv2-5M'):
-        EMOv2(arch='5m', init_cfg=dict(type='Pretrained',
-                                       checkpoint=v1_path)).init_weights()
+    with pytest.raises(
+            UserError,
+            match=r'holds EMO-5M weights, but the '
+            r'model is EMOv2-5M'):
+        EMOv2(
+            arch='5m', init_cfg=dict(type='Pretrained',
+                                     checkpoint=v1_path)).init_weights()
     v2_path = str(tmp_path / 'emov2.pth')
     torch.save(ours_to_authors(v2.state_dict()), v2_path)  # authors' layout
-    with pytest.raises(UserError, match=r'holds EMOv2-5M weights, but the '
-                       r'model is EMO-5M'):
+    with pytest.raises(
+            UserError,
+            match=r'holds EMOv2-5M weights, but the '
+            r'model is EMO-5M'):
         EMO(arch='5m', init_cfg=dict(type='Pretrained',
                                      checkpoint=v2_path)).init_weights()
-    with pytest.raises(UserError, match=r'holds EMOv2-5M weights, but the '
-                       r'model is EMOv2-1M'):
-        EMOv2(arch='1m', init_cfg=dict(type='Pretrained',
-                                       checkpoint=v2_path)).init_weights()
+    with pytest.raises(
+            UserError,
+            match=r'holds EMOv2-5M weights, but the '
+            r'model is EMOv2-1M'):
+        EMOv2(
+            arch='1m', init_cfg=dict(type='Pretrained',
+                                     checkpoint=v2_path)).init_weights()
     # An EMO authors' net.pth (stage0.0.convs...) too.
     v1_authors = save_authors_checkpoint(stored_state_dict(),
                                          tmp_path / 'net.pth')
-    with pytest.raises(UserError, match=r'holds EMO-1M weights, but the '
-                       r'model is EMOv2-1M'):
-        EMOv2(arch='1m', init_cfg=dict(type='Pretrained',
-                                       checkpoint=v1_authors)).init_weights()
+    with pytest.raises(
+            UserError,
+            match=r'holds EMO-1M weights, but the '
+            r'model is EMOv2-1M'):
+        EMOv2(
+            arch='1m', init_cfg=dict(type='Pretrained',
+                                     checkpoint=v1_authors)).init_weights()
 
 
 @pytest.mark.parametrize('kwargs,match', [
@@ -208,8 +232,12 @@ def test_training_paths():
     stages and norm_eval hold through train()."""
     torch.manual_seed(0)
     plain = EMOv2(arch='1m', out_indices=(0, 1, 2, 3, 4), window_size=4)
-    fast = EMOv2(arch='1m', out_indices=(0, 1, 2, 3, 4), window_size=4,
-                 channels_last=True, fused_attn=False)
+    fast = EMOv2(
+        arch='1m',
+        out_indices=(0, 1, 2, 3, 4),
+        window_size=4,
+        channels_last=True,
+        fused_attn=False)
     fast.load_state_dict(plain.state_dict())
     with torch.no_grad():  # LayerScale of 1e-6 would hide the blocks
         for model in (plain, fast):
@@ -234,14 +262,16 @@ def test_training_paths():
     assert not any(p.requires_grad for s in frozen.stages[:3]
                    for p in s.parameters())
     assert all(p.requires_grad for p in frozen.stages[3].parameters())
-    assert not any(m.training for m in frozen.modules()
-                   if isinstance(m, _BatchNorm))
+    assert not any(m.training
+                   for m in frozen.modules() if isinstance(m, _BatchNorm))
 
 
 def test_drop_path_and_layer_scale():
     model = EMOv2(arch='1m', drop_path_rate=0.1)
-    rates = [getattr(b.drop_path, 'drop_prob', 0.0)
-             for s in model.stages[1:] for b in s]
+    rates = [
+        getattr(b.drop_path, 'drop_prob', 0.0) for s in model.stages[1:]
+        for b in s
+    ]
     assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.1)
     assert rates == sorted(rates)
     gammas = [b.gamma for s in model.stages[1:] for b in s]
@@ -254,10 +284,14 @@ def test_downsample_layer_scale_init_keeps_a_fresh_model_in_scale():
     and stride-32 maps of a fresh model in training mode are below 1e-8 of
     the input's scale; ``downsample_layer_scale_init=1.0`` starts only
     those blocks at 1.0 and keeps every stage output near the stem's."""
+
     def stage_scales(**kwargs):
         torch.manual_seed(0)
-        model = EMOv2(arch='1m', out_indices=(0, 1, 2, 3, 4),
-                      norm_cfg=dict(type='BN'), **kwargs).train()
+        model = EMOv2(
+            arch='1m',
+            out_indices=(0, 1, 2, 3, 4),
+            norm_cfg=dict(type='BN'),
+            **kwargs).train()
         with torch.no_grad():
             outs = model(torch.randn(4, 3, 64, 64))
         return model, [o.abs().mean().item() for o in outs]
@@ -281,17 +315,21 @@ def test_spanning_attention_sums_both_partitions():
     q, k = attn.qk(x).chunk(2, dim=1)
     v = value(x)
     expected = torch.zeros(1, 12, 4, 4)
-    for rows_cols in ([((0, 2), (0, 2)), ((0, 2), (1, 3)), ((1, 3), (0, 2)),
-                       ((1, 3), (1, 3))],  # remote: strided
-                      [((0, 1), (0, 1)), ((0, 1), (2, 3)), ((2, 3), (0, 1)),
-                       ((2, 3), (2, 3))]):  # close: tiles
+    for rows_cols in (
+        [((0, 2), (0, 2)), ((0, 2), (1, 3)), ((1, 3), (0, 2)),
+         ((1, 3), (1, 3))],  # remote: strided
+        [((0, 1), (0, 1)), ((0, 1), (2, 3)), ((2, 3), (0, 1)),
+         ((2, 3), (2, 3))]):  # close: tiles
         for rows, cols in rows_cols:
             idx = [(r, c) for r in rows for c in cols]
             for head in range(2):
+
                 def take(t, width):
                     return torch.stack([
                         t[0, head * width:(head + 1) * width, r, c]
-                        for r, c in idx])
+                        for r, c in idx
+                    ])
+
                 weights = (take(q, 4) @ take(k, 4).T * 0.5).softmax(-1)
                 out = weights @ take(v, 6)
                 for n, (r, c) in enumerate(idx):
@@ -303,11 +341,15 @@ def test_spanning_attention_sums_both_partitions():
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'mmpretrain'])
 def test_builds_in_every_downstream_scope(scope):
     import importlib
+
     from mmengine.registry import init_default_scope
     init_default_scope(scope)
     registry = importlib.import_module(f'{scope}.registry')
     model = registry.MODELS.build(
-        dict(type='EMOv2', arch='1m', dw_norm_cfg=dict(type='LN2d'),
-             dw_act_cfg=dict(type='GELU')))
+        dict(
+            type='EMOv2',
+            arch='1m',
+            dw_norm_cfg=dict(type='LN2d'),
+            dw_act_cfg=dict(type='GELU')))
     assert isinstance(model, EMOv2)
     assert isinstance(model.stages[1][0].conv_local.norm, LayerNorm2d)

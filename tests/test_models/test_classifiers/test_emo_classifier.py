@@ -1,17 +1,16 @@
 """emo_mm.models.classifiers: the authors' net.pth, as it is, loads into the
 ImageNet configs' EMOImageClassifier and reproduces their logits."""
 import torch
+from conftest import build_cpu_model
 from mmengine.runner import load_checkpoint
 
-from conftest import build_cpu_model
 
-
-def test_authors_checkpoint_reproduces_their_logits(authors_fixture,
-                                                    tmp_path):
+def test_authors_checkpoint_reproduces_their_logits(authors_fixture, tmp_path):
     """Their net.pth, as it is, through the config's classifier."""
     fixture = authors_fixture
-    _, model = build_cpu_model(f'imagenet/emo_{fixture["variant"]}_in1k.py',
-                               window_size=fixture['window_size'])
+    _, model = build_cpu_model(
+        f'imagenet/emo_{fixture["variant"]}_in1k.py',
+        window_size=fixture['window_size'])
     assert sum(p.numel() for p in model.parameters()) == \
         fixture['num_params']
     path = str(tmp_path / 'net.pth')
