@@ -103,6 +103,18 @@ def bn_affine(bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
     return scale, shift
 
 
+def expansion(in_channels: int, out_channels: int,
+              act_cfg: dict) -> ConvModule:
+    """The blocks' 1x1 expansion, with a bias, and its activation."""
+    return ConvModule(
+        in_channels,
+        out_channels,
+        1,
+        bias=True,
+        norm_cfg=None,
+        act_cfg=act_cfg)
+
+
 def depthwise_conv(channels: int, kernel_size: int, stride: int,
                    norm_cfg: dict, act_cfg: dict) -> ConvModule:
     """The blocks' depthwise convolution, with its norm and activation. The

@@ -13,7 +13,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers import (NORM_EPS, PointwiseConv, depthwise_conv,
+from ..layers import (NORM_EPS, PointwiseConv, depthwise_conv, expansion,
                       fold_bn_into_next_conv, fold_conv_module, from_windows,
                       is_channels_last, pad_to_windows, to_windows,
                       window_attention)
@@ -160,13 +160,7 @@ class iRMB(nn.Module):
             WindowAttention(in_channels, head_dim, window_size, fused_attn,
                             as_matmul) if with_attn else None)
         if expand:
-            self.v = ConvModule(
-                in_channels,
-                mid_channels,
-                1,
-                bias=True,
-                norm_cfg=None,
-                act_cfg=act_cfg)
+            self.v = expansion(in_channels, mid_channels, act_cfg)
         else:
             assert mid_channels == in_channels
             self.v = nn.Identity()

@@ -13,9 +13,9 @@ from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import (NORM_EPS, WINDOW_LAYOUTS, PointwiseConv, depthwise_conv,
-                      fold_bn_into_next_conv, fold_conv_module, from_windows,
-                      is_channels_last, pad_to_windows, resolve_norm_cfg,
-                      to_windows, window_attention)
+                      expansion, fold_bn_into_next_conv, fold_conv_module,
+                      from_windows, is_channels_last, pad_to_windows,
+                      resolve_norm_cfg, to_windows, window_attention)
 from .base import HYBRID_STAGES, EMOBackbone, arch_table
 from .emo import WindowAttention
 
@@ -108,13 +108,7 @@ class I2RMB(nn.Module):
         self.has_skip = (
             has_skip and in_channels == out_channels and stride == 1)
         self.norm = build_norm_layer(norm_cfg, in_channels)[1]
-        self.v = ConvModule(
-            in_channels,
-            mid_channels,
-            1,
-            bias=True,
-            norm_cfg=None,
-            act_cfg=act_cfg)
+        self.v = expansion(in_channels, mid_channels, act_cfg)
         self.attn = None
         if with_attn:
             self.attn = SpanningWindowAttention(in_channels, head_dim,
