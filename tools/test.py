@@ -11,6 +11,7 @@ import argparse
 
 from emo_mm.config import load_config
 from emo_mm.engine import runner as tool
+from emo_mm.engine.distributed import close_cpu_process_group
 from emo_mm.errors import run_tool
 from emo_mm.utils import check_checkpoint
 
@@ -62,6 +63,7 @@ def main():
     if args.out:
         tool.add_dump_metric(runner, args.out)
     runner.test()
+    close_cpu_process_group()
 
 
 if __name__ == '__main__':

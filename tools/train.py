@@ -10,6 +10,7 @@ import argparse
 
 from emo_mm.config import load_config
 from emo_mm.engine import runner as tool
+from emo_mm.engine.distributed import close_cpu_process_group
 from emo_mm.errors import run_tool
 from emo_mm.utils import check_checkpoint
 
@@ -61,6 +62,7 @@ def main():
 
     runner = tool.build_runner(cfg)
     runner.train()
+    close_cpu_process_group()
 
 
 if __name__ == '__main__':

@@ -50,6 +50,17 @@ def _destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
+def close_cpu_process_group() -> None:
+    """After a run that ended well: wait for every rank, then leave the
+    group. A rank that tears its connections down while another still uses
+    them makes gloo's threads there abort the process ("terminate called
+    without an active exception"). Not at exit: a rank that failed would
+    wait here for ranks stuck in a collective."""
+    if dist.is_initialized() and dist.get_backend() == 'gloo':
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 class GlooSyncBatchNorm(_BatchNorm):
     """Synchronized BatchNorm for any device and backend.
 

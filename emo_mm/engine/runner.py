@@ -2,6 +2,8 @@
 tools' safeguards, and the switches of their command lines.
 
 Every check raises :class:`~emo_mm.errors.UserError` naming the bad value.
+The functions here implement the tools' flags (``enable_amp`` is
+``--amp``), so their messages name the flags.
 """
 import glob
 import os

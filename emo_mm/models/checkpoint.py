@@ -24,56 +24,47 @@ from ..utils.safe_load import read_checkpoint
 
 StateDict = Dict[str, torch.Tensor]
 
-# (authors' pattern, ours), applied in order to every key.
-_AUTHORS_TO_OURS = {
+# (authors' fragment, ours) per family, applied in this order one way and
+# the other: '#' is a stage digit, kept; a fragment starting with 'stage' is
+# anchored at the start of the key, one ending with 'gamma' at its end.
+_RENAMES = {
     'EMO': [
-        (r'^stage0\.0\.convs\.0\.0\.', 'stages.0.0.conv.'),
-        (r'^stage0\.0\.convs\.0\.1\.', 'stages.0.0.bn.'),
-        (r'^stage(\d)\.', r'stages.\1.'),
-        (r'(^|\.)norm\.norm\.',
-         r'\1norm.'),  # their LayerNorm2d wraps nn.LayerNorm
-        (r'\.qk\.conv\.', '.attn.qk.'),
-        (r'\.proj\.conv\.', '.proj.'),
-        (r'\.conv_local\.norm\.', '.conv_local.bn.'),
+        ('stage0.0.convs.0.0.', 'stages.0.0.conv.'),
+        ('stage0.0.convs.0.1.', 'stages.0.0.bn.'),
+        ('stage#.', 'stages.#.'),
+        ('.qk.conv.', '.attn.qk.'),
+        ('.proj.conv.', '.proj.'),
+        ('.conv_local.norm.', '.conv_local.bn.'),
     ],
     'EMOv2': [
-        (r'^stage0\.([01])\.norm\.', r'stages.0.\1.bn.'),
-        (r'^stage0\.2\.conv\.', 'stages.0.2.'),
-        (r'^stage(\d)\.', r'stages.\1.'),
+        ('stage0.#.norm.', 'stages.0.#.bn.'),
+        ('stage0.2.conv.', 'stages.0.2.'),
+        ('stage#.', 'stages.#.'),
         # A LayerNorm2d after the depthwise conv (their mmseg backbone).
-        (r'\.conv_local\.norm\.norm\.', '.conv_local.ln.'),
-        (r'\.conv_local\.norm\.', '.conv_local.bn.'),
-        (r'(^|\.)norm\.norm\.', r'\1norm.'),
-        # The token mixer: a 1x1 projection ("net") or, in attending
-        # blocks, the same projection as values beside qk.
-        (r'\.eops\.0\.(net|v)\.conv\.', '.v.conv.'),
-        (r'\.eops\.0\.qk\.conv\.', '.attn.qk.'),
-        (r'\.proj\.conv\.', '.proj.'),
-        (r'\.ls\.gamma$', '.gamma'),
+        ('.conv_local.norm.norm.', '.conv_local.ln.'),
+        ('.conv_local.norm.', '.conv_local.bn.'),
+        ('.eops.0.qk.conv.', '.attn.qk.'),
+        ('.proj.conv.', '.proj.'),
+        ('.ls.gamma', '.gamma'),
     ],
 }
-_OURS_TO_AUTHORS = {
-    'EMO': [
-        (r'^stages\.0\.0\.conv\.', 'stage0.0.convs.0.0.'),
-        (r'^stages\.0\.0\.bn\.', 'stage0.0.convs.0.1.'),
-        (r'^stages\.(\d)\.', r'stage\1.'),
-        (r'\.attn\.qk\.', '.qk.conv.'),
-        (r'\.proj\.', '.proj.conv.'),
-        (r'\.conv_local\.bn\.', '.conv_local.norm.'),
-    ],
-    'EMOv2': [
-        (r'^stages\.0\.([01])\.bn\.', r'stage0.\1.norm.'),
-        (r'^stages\.0\.2\.', 'stage0.2.conv.'),
-        (r'^stages\.(\d)\.', r'stage\1.'),
-        (r'\.conv_local\.ln\.', '.conv_local.norm.norm.'),
-        (r'\.conv_local\.bn\.', '.conv_local.norm.'),
-        (r'\.attn\.qk\.', '.eops.0.qk.conv.'),
-        (r'\.proj\.', '.proj.conv.'),
-        (r'\.gamma$', '.ls.gamma'),
-    ],
-}
+# Authors' names that two of ours have no single inverse for (undone in
+# ours_to_authors): their LayerNorm2d wraps nn.LayerNorm as ``.norm``;
+# EMOv2's token mixer is ``v`` in attending blocks and ``net`` elsewhere.
+_AUTHORS_ONLY = [(r'(^|\.)norm\.norm\.', r'\1norm.'),
+                 (r'\.eops\.0\.(net|v)\.conv\.', '.v.conv.')]
 # Keys of the authors' classifier that are not part of the backbone.
 _CLASSIFIER_PREFIXES = ('head.', 'norm.')
+
+
+def _rule(source: str, target: str) -> Tuple[str, str]:
+    """One :data:`_RENAMES` pair as a regex substitution."""
+    pattern = re.escape(source).replace('\\#', r'(\d)', 1)
+    if source.startswith('stage'):
+        pattern = '^' + pattern
+    if source.endswith('gamma'):
+        pattern += '$'
+    return pattern, target.replace('#', r'\1', 1)
 
 
 def _rename(key: str, rules) -> str:
@@ -94,16 +85,18 @@ def is_authors_layout(state_dict: StateDict) -> bool:
 
 def authors_to_ours(state_dict: StateDict) -> StateDict:
     """Rename an authors' state dict (EMO or EMOv2) to emo_mm's layout."""
-    rules = _AUTHORS_TO_OURS[family_of(state_dict)]
+    rules = [_rule(*pair) for pair in _RENAMES[family_of(state_dict)]]
+    rules += _AUTHORS_ONLY
     return OrderedDict((_rename(k, rules), v) for k, v in state_dict.items())
 
 
 def ours_to_authors(state_dict: StateDict) -> StateDict:
     """Rename an emo_mm backbone state dict (``norm.`` included) back."""
     family = family_of(state_dict)
+    rules = [_rule(ours, authors) for authors, ours in _RENAMES[family]]
     out = OrderedDict()
     for key, value in state_dict.items():
-        new_key = _rename(key, _OURS_TO_AUTHORS[family])
+        new_key = _rename(key, rules)
         # Their LayerNorm2d holds its nn.LayerNorm as ``.norm``: a norm with
         # no running statistics beside it is a LayerNorm.
         match = re.match(r'^(.*\.)?norm\.(weight|bias)$', key)
