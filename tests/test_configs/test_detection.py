@@ -118,3 +118,37 @@ def test_frozen_stages_hold_through_a_training_step():
     assert all(
         changed(k) for k in stats
         if k.startswith(('backbone.stages.3.', 'backbone.stages.4.')))
+
+
+@pytest.mark.parametrize('config,slowed', [
+    ('demo/ssdlite_emo_1m_shapes.py', '{block}.proj.'),
+    ('demo/ssdlite_emov2_1m_shapes.py', '{block}.gamma'),
+])
+def test_demo_slows_exactly_the_attending_blocks(config, slowed):
+    """The detection demos grow the output of each attending block (EMO:
+    its projection; EMOv2: its LayerScale) at 1/20 of the lr, and nothing
+    else: a custom key that names no parameter changes nothing, silently."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs', config))
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
+    optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    names = {id(p): name for name, p in model.named_parameters()}
+    base_lr = cfg.optim_wrapper.optimizer.lr
+    slow = {
+        names[id(p)]
+        for group in optimizer.param_groups
+        for p in group['params']
+        if group['lr'] == pytest.approx(base_lr * 0.05)
+    }
+    blocks = [
+        f'backbone.{name}' for name, module in model.backbone.named_modules()
+        if getattr(module, 'attn', None) is not None
+    ]
+    assert len(blocks) == 9  # 7 in stage 3, 2 in stage 4 (EMO-1M, EMOv2-1M)
+    expected = {
+        name
+        for name in names.values()
+        for block in blocks if name.startswith(slowed.format(block=block))
+    }
+    assert len(expected) >= len(blocks)
+    assert slow == expected
