@@ -33,9 +33,9 @@ def init_cpu_process_group(timeout_s: int = 1800) -> None:
         if k not in os.environ
     ]
     if missing:
-        raise RuntimeError(f'--launcher pytorch needs {missing} in the '
-                           'environment; start the script through torchrun '
-                           '(tools/dist_train.sh)')
+        raise RuntimeError(f'a CPU process group needs {missing} in the '
+                           'environment; start the processes through '
+                           'torchrun (tools/dist_train.sh)')
     if not dist.is_initialized():
         dist.init_process_group(
             backend='gloo', timeout=timedelta(seconds=timeout_s))

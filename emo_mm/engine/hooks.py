@@ -226,7 +226,7 @@ class DeployHook(Hook):
         setattr(holder, name, folded)
         self.unfolded = (holder, name, original)
         runner.logger.info(f'folded the BatchNorms of {count} modules '
-                           '(switch_to_deploy; --no-deploy keeps them)')
+                           '(switch_to_deploy) for the test')
 
     def after_test_epoch(self, runner, metrics=None) -> None:
         if not self.restore:

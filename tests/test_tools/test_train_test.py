@@ -341,6 +341,22 @@ def same_predictions(a, b):
     return 0
 
 
+def assert_same_boxes(ours, direct, tol=1e-4):
+    """Every box of ``ours`` (but those scoring within ``tol`` of the last,
+    where the top-k cut falls between ties) is in ``direct``: the same
+    label, its score within ``tol``, its corners within 0.01 px. Boxes whose
+    scores tie within rounding (a model trained 3 steps has many) may come
+    in either order, so they are matched, not compared by position."""
+    scores, boxes, labels = ours['scores'], ours['bboxes'], ours['labels']
+    for score, box, label in zip(scores, boxes, labels):
+        if score <= scores.min() + tol:
+            continue
+        match = ((direct.labels == label)
+                 & ((direct.scores - score).abs() <= tol)
+                 & ((direct.bboxes - box).abs().amax(dim=1) <= 1e-2))
+        assert match.any(), (float(score), box.tolist(), int(label))
+
+
 def check_detection(task, result, checkpoint, dumped, pictures, tmp_path):
     """--out holds, for every val image, what the detector predicts when
     run unfolded on it (mmdet's inference API, same checkpoint); --tta
@@ -358,9 +374,7 @@ def check_detection(task, result, checkpoint, dumped, pictures, tmp_path):
         assert len(ours['scores']) == len(direct.scores) > 0
         torch.testing.assert_close(
             ours['scores'], direct.scores, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(
-            ours['bboxes'], direct.bboxes, atol=1e-2, rtol=1e-4)
-        assert torch.equal(ours['labels'], direct.labels)
+        assert_same_boxes(ours, direct)
     if task != 'det':
         return  # TTA does not depend on the backbone
     tta_dir = str(tmp_path / 'tta')
