@@ -165,38 +165,21 @@ def test_checkpoint_family_and_variant_errors_name_both(tmp_path):
     v2 = EMOv2(arch='5m')
     v1_path = str(tmp_path / 'emo.pth')
     torch.save({'state_dict': EMO(arch='5m').state_dict()}, v1_path)
-    with pytest.raises(
-            UserError,
-            match=r'holds EMO-5M weights, but the '
-            r'model is EMOv2-5M'):
-        EMOv2(
-            arch='5m', init_cfg=dict(type='Pretrained',
-                                     checkpoint=v1_path)).init_weights()
     v2_path = str(tmp_path / 'emov2.pth')
     torch.save(ours_to_authors(v2.state_dict()), v2_path)  # authors' layout
-    with pytest.raises(
-            UserError,
-            match=r'holds EMOv2-5M weights, but the '
-            r'model is EMO-5M'):
-        EMO(arch='5m', init_cfg=dict(type='Pretrained',
-                                     checkpoint=v2_path)).init_weights()
-    with pytest.raises(
-            UserError,
-            match=r'holds EMOv2-5M weights, but the '
-            r'model is EMOv2-1M'):
-        EMOv2(
-            arch='1m', init_cfg=dict(type='Pretrained',
-                                     checkpoint=v2_path)).init_weights()
     # An EMO authors' net.pth (stage0.0.convs...) too.
     v1_authors = save_authors_checkpoint(stored_state_dict(),
                                          tmp_path / 'net.pth')
-    with pytest.raises(
-            UserError,
-            match=r'holds EMO-1M weights, but the '
-            r'model is EMOv2-1M'):
-        EMOv2(
-            arch='1m', init_cfg=dict(type='Pretrained',
-                                     checkpoint=v1_authors)).init_weights()
+    cases = [(EMOv2, '5m', v1_path, 'EMO-5M', 'EMOv2-5M'),
+             (EMO, '5m', v2_path, 'EMOv2-5M', 'EMO-5M'),
+             (EMOv2, '1m', v2_path, 'EMOv2-5M', 'EMOv2-1M'),
+             (EMOv2, '1m', v1_authors, 'EMO-1M', 'EMOv2-1M')]
+    for backbone, arch, path, held, model in cases:
+        init_cfg = dict(type='Pretrained', checkpoint=path)
+        with pytest.raises(
+                UserError,
+                match=f'holds {held} weights, but the model is {model}'):
+            backbone(arch=arch, init_cfg=init_cfg).init_weights()
 
 
 @pytest.mark.parametrize('kwargs,match', [
