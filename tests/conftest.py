@@ -411,3 +411,20 @@ def emov2_logged_settings(name):
     """The `key : value` rows at the head of the authors' EMOv2 ImageNet log
     ``name`` (e.g. ``'5M_224'`` or ``'1M_224_KD'``)."""
     return _settings_rows(osp.join(EMOV2_LOGS, f'ImageNet_EMOv2_{name}.txt'))
+
+
+def det_sample(h, w, boxes, labels):
+    """A detection data sample of an unpadded ``h`` x ``w`` image holding
+    ``boxes`` (x1, y1, x2, y2) with ``labels``."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    sample = DetDataSample()
+    sample.set_metainfo(
+        dict(
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            pad_shape=(h, w),
+            batch_input_shape=(h, w),
+            scale_factor=(1.0, 1.0)))
+    sample.gt_instances = InstanceData(bboxes=boxes, labels=labels)
+    return sample

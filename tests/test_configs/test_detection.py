@@ -5,13 +5,11 @@ import os.path as osp
 import pytest
 import torch
 from conftest import REPO_ROOT as REPO
-from conftest import build_cpu_model, train_steps
+from conftest import build_cpu_model, det_sample, train_steps
 from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from mmengine.structures import InstanceData
 
 # Measured on the authors' backbone (parity-tested) with the mmdet 3.3 neck
 # and head; the paper prints 2.3/3.3/6.0 and 10.4/11.5/14.4 million.
@@ -42,21 +40,13 @@ def build_cpu_detector(config):
 def fixed_batch(size, num_images=2):
     h, w = size
     inputs = torch.rand(num_images, 3, h, w) * 255
-    samples = []
-    for i in range(num_images):
-        sample = DetDataSample()
-        sample.set_metainfo(
-            dict(
-                img_shape=(h, w),
-                ori_shape=(h, w),
-                pad_shape=(h, w),
-                batch_input_shape=(h, w),
-                scale_factor=(1.0, 1.0)))
-        sample.gt_instances = InstanceData(
-            bboxes=torch.tensor([[10.0, 20.0, w * 0.6, h * 0.7],
-                                 [w * 0.5, h * 0.4, w - 5.0, h - 8.0]]),
-            labels=torch.tensor([i, 3]))
-        samples.append(sample)
+    samples = [
+        det_sample(
+            h, w,
+            torch.tensor([[10.0, 20.0, w * 0.6, h * 0.7],
+                          [w * 0.5, h * 0.4, w - 5.0, h - 8.0]]),
+            torch.tensor([i, 3])) for i in range(num_images)
+    ]
     return inputs, samples
 
 

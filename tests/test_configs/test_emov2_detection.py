@@ -13,11 +13,10 @@ import pytest
 import torch
 import yaml
 from conftest import (EMOV2_LOGS, REPO_ROOT, _fixtures_missing,
-                      build_cpu_model, emov2_logged_config, shipped_config)
-from mmdet.structures import DetDataSample
+                      build_cpu_model, det_sample, emov2_logged_config,
+                      shipped_config)
 from mmdet.structures.mask import BitmapMasks
 from mmengine.optim import build_optim_wrapper
-from mmengine.structures import InstanceData
 
 from emo_mm.models import EMOv2
 from emo_mm.models.checkpoint import ours_to_authors
@@ -79,23 +78,14 @@ def tiny_batch(with_mask, size=(96, 128), num_images=2):
     h, w = size
     samples = []
     for i in range(num_images):
-        sample = DetDataSample()
-        sample.set_metainfo(
-            dict(
-                img_shape=(h, w),
-                ori_shape=(h, w),
-                pad_shape=(h, w),
-                batch_input_shape=(h, w),
-                scale_factor=(1.0, 1.0)))
         boxes = torch.tensor([[8.0, 10.0, w * 0.6, h * 0.7],
                               [w * 0.45, h * 0.35, w - 6.0, h - 5.0]])
-        instances = InstanceData(bboxes=boxes, labels=torch.tensor([i, 3]))
+        sample = det_sample(h, w, boxes, torch.tensor([i, 3]))
         if with_mask:
             masks = np.zeros((len(boxes), h, w), dtype=np.uint8)
             for k, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
                 masks[k, y1:y2, x1:x2] = 1
-            instances.masks = BitmapMasks(masks, h, w)
-        sample.gt_instances = instances
+            sample.gt_instances.masks = BitmapMasks(masks, h, w)
         samples.append(sample)
     inputs = [torch.rand(3, h, w) * 255 for _ in range(num_images)]
     return dict(inputs=inputs, data_samples=samples)
