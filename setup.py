@@ -48,6 +48,7 @@ setup(
         'cls': read_requirements('cls'),
         'tests': read_requirements('tests'),
         'export': read_requirements('export'),
+        'mobile': read_requirements('mobile'),
     },
     license='Apache License 2.0',
     zip_safe=False,

@@ -9,6 +9,8 @@ then box deltas; mmseg: the decode head's logits; mmpretrain: class scores),
 without NMS, resizing or softmax. A bare backbone's graph takes normalised
 images. The graph has a dynamic batch size, height and width.
 """
+import argparse
+import ast
 import copy
 import os
 import os.path as osp
@@ -65,7 +67,10 @@ class Normalized(nn.Module):
 
     def forward(self, image: torch.Tensor):
         if self.bgr_to_rgb:
-            image = image.flip(1)
+            # Not flip(): XNNPACK delegates slices and concatenation only.
+            image = torch.cat(
+                [image[:, c:c + 1] for c in reversed(range(image.shape[1]))],
+                dim=1)
         x = (image - self.mean) / self.std
         return tuple(flatten_outputs(self.model(x, mode='tensor')))
 
@@ -342,30 +347,37 @@ def compare_with_runtime(model,
             ``atol``.
     """
     run = RUNTIMES[runtime](path)
-    checked = []
     torch.manual_seed(0)
-    for batch, (h, w) in zip([2, 1, 3, 1, 2], sizes):
-        x = torch.rand(batch, 3, h, w) * 255 if raw_images else torch.randn(
-            batch, 3, h, w)
-        with torch.no_grad():
-            expected = [t.numpy() for t in model(x)]
-        got = run(x.numpy())
-        if len(got) != len(expected):
-            raise UserError(f'{runtime} gives {len(got)} outputs, '
-                            f'PyTorch {len(expected)}')
-        diff = 0.0
-        for i, (a, b) in enumerate(zip(got, expected)):
-            if a.shape != b.shape:
-                raise UserError(f'output {i} at {batch}x3x{h}x{w}: '
-                                f'{runtime} shape {a.shape}, PyTorch '
-                                f'{b.shape}')
-            scale = max(1.0, float(np.abs(b).max()))
-            diff = max(diff, float(np.abs(a - b).max()) / scale)
-        checked.append((batch, h, w, len(got), diff))
-        if diff > atol:
-            raise UserError(f'{runtime} differs from PyTorch by '
-                            f'{diff:.2e} > atol={atol} at {h}x{w}')
-    return checked
+    return [
+        compare_once(model, run, (batch, 3, h, w), atol, raw_images, runtime)
+        for batch, (h, w) in zip([2, 1, 3, 1, 2], sizes)
+    ]
+
+
+def compare_once(model, run, shape, atol, raw_images: bool, runtime: str):
+    """Run ``run`` (a runtime's ``run(x) -> [arrays]``) and ``model`` on one
+    random input of ``shape`` (N, 3, H, W) and compare the outputs, as
+    :func:`compare_with_runtime` does at each size; returns its record."""
+    batch, _, h, w = shape
+    x = torch.rand(*shape) * 255 if raw_images else torch.randn(*shape)
+    with torch.no_grad():
+        expected = [t.numpy() for t in model(x)]
+    got = run(x.numpy())
+    if len(got) != len(expected):
+        raise UserError(f'{runtime} gives {len(got)} outputs, '
+                        f'PyTorch {len(expected)}')
+    diff = 0.0
+    for i, (a, b) in enumerate(zip(got, expected)):
+        if a.shape != b.shape:
+            raise UserError(f'output {i} at {batch}x3x{h}x{w}: '
+                            f'{runtime} shape {a.shape}, PyTorch '
+                            f'{b.shape}')
+        scale = max(1.0, float(np.abs(b).max()))
+        diff = max(diff, float(np.abs(a - b).max()) / scale)
+    if diff > atol:
+        raise UserError(f'{runtime} differs from PyTorch by '
+                        f'{diff:.2e} > atol={atol} at {h}x{w}')
+    return (batch, h, w, len(got), diff)
 
 
 def parse_sizes(texts) -> list:
@@ -379,6 +391,74 @@ def parse_sizes(texts) -> list:
                             '97x131') from None
         sizes.append((h, w))
     return sizes
+
+
+def _value(node):
+    """A Python literal, ``dict(key=literal, ...)`` or a bare word (a
+    string)."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == 'dict' and not node.args):
+        return {kw.arg: _value(kw.value) for kw in node.keywords}
+    if isinstance(node, ast.Name):
+        return node.id
+    return ast.literal_eval(node)
+
+
+def backbone_option(text):
+    """``KEY=VALUE`` as ``(KEY, value)``: VALUE a Python literal,
+    ``dict(...)`` of literals or a bare word; KEY may be dotted
+    (``dw_norm_cfg.type=LN2d``), as in mmengine's ``--cfg-options``."""
+    key, sep, value = text.partition('=')
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f'{text!r} is not KEY=VALUE')
+    try:
+        return key, _value(ast.parse(value, mode='eval').body)
+    except (SyntaxError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: {value!r} is not a Python literal, dict(...) or '
+            'word') from None
+
+
+def nest(pairs) -> dict:
+    """``[('a.b', 1), ('c', 2)]`` as ``{'a': {'b': 1}, 'c': 2}``."""
+    options = {}
+    for key, value in pairs or []:
+        *parents, leaf = key.split('.')
+        node = options
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return options
+
+
+def model_for_export(model: str,
+                     checkpoint=None,
+                     window_size=7,
+                     shape=None,
+                     backbone_options: Optional[dict] = None):
+    """The model that :func:`export` and :func:`export_executorch` write:
+    a backbone name (:func:`backbone_for_export`) or a config file
+    (:func:`config_model_for_export`), as they return it, and whether it
+    takes raw images (a config's) rather than normalised ones."""
+    if checkpoint:
+        check_checkpoint(checkpoint)
+    if parse_backbone(model) is not None:
+        if isinstance(window_size, (list, tuple)) and len(window_size) == 1:
+            window_size = window_size[0]
+        return (*backbone_for_export(model, window_size, checkpoint, shape,
+                                     backbone_options), False)
+    if osp.isfile(model):
+        if backbone_options:
+            raise UserError('backbone options apply to a bare backbone; '
+                            'change a config\'s backbone in the config')
+        return (*config_model_for_export(model, checkpoint, shape), True)
+    hint = ''
+    if model.lower() in EMOv2.arch_settings:
+        hint = (f' (a bare arch is EMO\'s; EMOv2-{model.upper()} is '
+                f'emov2-{model.lower()})')
+    raise UserError(f'{model!r} is neither a backbone name '
+                    f'({", ".join(backbone_names())}) nor an existing '
+                    f'config file{hint}')
 
 
 def export(model: str,
@@ -438,30 +518,9 @@ def export(model: str,
     if openvino and osp.splitext(out)[1] != '.onnx':
         raise UserError(f'openvino=True writes the IR beside the ONNX file, '
                         f'which must end in .onnx: {out}')
-    if checkpoint:
-        check_checkpoint(checkpoint)
     sizes = None if check is None else parse_sizes(check)
-    if parse_backbone(model) is not None:
-        if isinstance(window_size, (list, tuple)) and len(window_size) == 1:
-            window_size = window_size[0]
-        net, shape, names, expects = backbone_for_export(
-            model, window_size, checkpoint, shape, backbone_options)
-        raw_images = False
-    elif osp.isfile(model):
-        if backbone_options:
-            raise UserError('backbone options apply to a bare backbone; '
-                            'change a config\'s backbone in the config')
-        net, shape, names, expects = config_model_for_export(
-            model, checkpoint, shape)
-        raw_images = True
-    else:
-        hint = ''
-        if model.lower() in EMOv2.arch_settings:
-            hint = (f' (a bare arch is EMO\'s; EMOv2-{model.upper()} is '
-                    f'emov2-{model.lower()})')
-        raise UserError(f'{model!r} is neither a backbone name '
-                        f'({", ".join(backbone_names())}) nor an existing '
-                        f'config file{hint}')
+    net, shape, names, expects, raw_images = model_for_export(
+        model, checkpoint, window_size, shape, backbone_options)
     if sizes is None:
         sizes = default_check_sizes(shape)
     # The check compares with the model as built, BatchNorms unfolded and
@@ -494,4 +553,171 @@ def export(model: str,
         os.replace(tmp_ir[0], ir)
         os.replace(tmp_ir[1], osp.splitext(ir)[0] + '.bin')
         result['ir'] = ir
+    return result
+
+
+def _layer_norm_for_xnnpack(x,
+                            normalized_shape,
+                            weight=None,
+                            bias=None,
+                            eps=1e-5,
+                            *args):
+    """``aten.layer_norm`` written in operators that XNNPACK delegates:
+    XNNPACK has no layer norm and averages a 4-D tensor over its last two
+    axes only, so the normalised axes become axis 2 of ``(1, rows, C, 1)``.
+    The same two passes (mean, then the mean square of the centred values)
+    as PyTorch's kernel."""
+    shape = x.shape
+    size = 1
+    for n in normalized_shape:
+        size *= n
+    rows = x.reshape(1, -1, size, 1)
+    centred = rows - rows.mean((2, 3), keepdim=True)
+    variance = (centred * centred).mean((2, 3), keepdim=True)
+    x = (centred * torch.rsqrt(variance + eps)).reshape(shape)
+    if weight is not None:
+        x = x * weight
+    if bias is not None:
+        x = x + bias
+    return x
+
+
+def lower_to_executorch(model: nn.Module, inputs: torch.Tensor):
+    """``model`` (eval mode, parameters in the default memory format) at
+    the fixed shape of ``inputs``, exported (``torch.export``) and lowered
+    to ExecuTorch with the XNNPACK delegate, fp32.
+
+    Every ``LayerNorm`` is written in XNNPACK's operators first
+    (:func:`_layer_norm_for_xnnpack`), EdgeNeXt's as well as ours. Under
+    ``torch.export`` EMO and EMOv2 partition their windows with tensors of
+    rank 5 at most, attend explicitly and run their 1x1 projections as
+    convolutions (:mod:`emo_mm.models.layers`), so that XNNPACK takes the
+    whole backbone.
+
+    Returns:
+        tuple: ``(program, partitions, outside)``: the ``.pte`` bytes, the
+        number of XNNPACK partitions and the names of the operators left
+        to ExecuTorch's portable kernels.
+    """
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import \
+        XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    with torch.no_grad():
+        program = torch.export.export(model, (inputs, ))
+    # Only the LayerNorms: the lowering decomposes the rest itself, keeping
+    # what XNNPACK takes whole (linear, for one).
+    program = program.run_decompositions(
+        {torch.ops.aten.layer_norm.default: _layer_norm_for_xnnpack})
+    edge = to_edge_transform_and_lower(
+        program, partitioner=[XnnpackPartitioner()])
+    partitions, outside = 0, []
+    for node in edge.exported_program().graph_module.graph.nodes:
+        if node.op != 'call_function' or node.target.__name__ == 'getitem':
+            continue
+        if 'call_delegate' in node.target.__name__:
+            partitions += 1
+        else:
+            outside.append(node.target.__name__)
+    return bytes(edge.to_executorch().buffer), partitions, outside
+
+
+def executorch_runner(program, threads: int = 0):
+    """``run(x) -> [outputs]`` (numpy in and out, as
+    :func:`onnxruntime_runner`) of an ExecuTorch program (``.pte`` bytes or
+    path) in ExecuTorch's Python runtime; ``threads`` sizes XNNPACK's thread
+    pool, which the whole process shares (0: as it is; set it before the
+    first program is loaded)."""
+    from executorch.runtime import Runtime
+    if threads:
+        from executorch.extension.pybindings.portable_lib import (
+            _threadpool_get_thread_count, _unsafe_reset_threadpool)
+
+        # Programs already loaded keep the pool they were loaded with: a
+        # reset under them made their runs erratic (7-14 ms for one program).
+        if _threadpool_get_thread_count() != threads:
+            _unsafe_reset_threadpool(threads)
+    # The method runs on its program's memory: keep the program alive with it.
+    loaded = Runtime.get().load_program(program)
+    method = loaded.load_method('forward')
+
+    def run(x):
+        return [t.numpy() for t in method.execute([torch.from_numpy(x)])]
+
+    run.program = loaded
+    return run
+
+
+def export_executorch(model: str,
+                      out: str,
+                      checkpoint=None,
+                      window_size=7,
+                      shape=None,
+                      batch: int = 1,
+                      check=None,
+                      atol=1e-4,
+                      force=False,
+                      backbone_options: Optional[dict] = None) -> dict:
+    """Write ``model`` (as :func:`export` takes it) as an ExecuTorch program
+    with the XNNPACK delegate (:func:`lower_to_executorch`), BatchNorms and
+    LayerScales folded, for inputs of one fixed shape: what
+    ``tools/deployment/export_executorch.py`` does.
+
+    The program is run in ExecuTorch's Python runtime and compared with the
+    unfolded PyTorch model; so is one lowered at each ``check`` size, since
+    a program has one input shape. Nothing is written unless every run
+    agrees within ``atol``.
+
+    Args:
+        model, out, checkpoint, window_size, atol, force, backbone_options:
+            As for :func:`export`; ``out`` ends in ``.pte``.
+        shape (tuple, optional): The program's (H, W); default 224x224 for a
+            backbone, the config's input size.
+        batch (int): The program's batch size. Defaults to 1.
+        check (list[str], optional): More 'HxW' sizes to lower and compare
+            at; None: one that no stride or window divides
+            (:func:`default_check_sizes`); []: only the program written.
+
+    Returns:
+        dict: ``shape``, ``batch``, ``names``, ``expects``, ``checked`` (a
+        :func:`compare_once` record per size, the written program's first),
+        ``partitions`` and ``outside`` (:func:`lower_to_executorch`, for
+        the written program).
+    """
+    if osp.exists(out) and not force:
+        raise UserError(f'{out} exists; pass force=True to overwrite it')
+    if osp.splitext(out)[1] != '.pte':
+        raise UserError(f'an ExecuTorch program is a .pte file: {out}')
+    if not isinstance(batch, int) or batch < 1:
+        raise UserError(f'batch={batch!r} must be a positive integer')
+    sizes = None if check is None else parse_sizes(check)
+    net, shape, names, expects, raw_images = model_for_export(
+        model, checkpoint, window_size, shape, backbone_options)
+    shape = tuple(shape)
+    if sizes is None:
+        sizes = default_check_sizes(shape)[:1]
+    reference = copy.deepcopy(net)
+    deploy(net)
+    result = dict(shape=shape, batch=batch, names=names, expects=expects)
+    torch.manual_seed(0)
+    checked = []
+    for size in [shape] + [s for s in sizes if s != shape]:
+        program, partitions, outside = lower_to_executorch(
+            net, torch.zeros(batch, 3, *size))
+        checked.append(
+            compare_once(reference, executorch_runner(program),
+                         (batch, 3, *size), atol, raw_images, 'ExecuTorch'))
+        if size == shape:
+            written = program
+            result.update(partitions=partitions, outside=outside)
+    result['checked'] = checked
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    tmp = out + '.part'
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(written)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, out)
     return result

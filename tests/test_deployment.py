@@ -1,8 +1,9 @@
-"""emo_mm.deployment (tools/deployment/export_onnx.py): EMO and EMOv2
-backbone graphs and config graphs (SSDLite, RetinaNet, DeepLabV3, Semantic
-FPN, classifiers) with dynamic batch and size match PyTorch in ONNX Runtime at
-sizes that are not window multiples; bad arguments stop it before anything is
-written."""
+"""emo_mm.deployment (tools/deployment/export_onnx.py,
+export_executorch.py): EMO and EMOv2 backbone graphs and config graphs
+(SSDLite, RetinaNet, DeepLabV3, Semantic FPN, classifiers) with dynamic batch
+and size match PyTorch in ONNX Runtime at sizes that are not window
+multiples, and ExecuTorch programs (XNNPACK) match it at their fixed size;
+bad arguments stop it before anything is written."""
 import os.path as osp
 
 import numpy as np
@@ -17,8 +18,9 @@ from emo_mm import UserError
 from emo_mm.config import build_model, load_config
 from emo_mm.deployment import (WINDOW_SIZES, ScaledUpsample,
                                backbone_for_export, backbone_names,
-                               default_check_sizes, deploy, export,
-                               make_traceable, parse_backbone)
+                               default_check_sizes, deploy, executorch_runner,
+                               export, export_executorch, make_traceable,
+                               parse_backbone)
 from emo_mm.models import EMO, EMOv2
 
 
@@ -538,3 +540,120 @@ def test_openvino_refusals_write_nothing(tmp_path):
         export('1m', str(tmp_path / 'emo.onnx'), openvino=True)
     assert (tmp_path / 'emo.xml').read_text() == 'kept'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['emo.xml']
+
+
+# ---------------------------------------------------------------- ExecuTorch
+def _need_executorch():
+    pytest.importorskip(
+        'executorch',
+        reason='executorch is optional (requirements/mobile.txt; CI '
+        'installs it)')
+
+
+def _relative_difference(got, expected):
+    return max(
+        float(np.abs(a - b.float().numpy()).max()) /
+        max(1.0, float(b.abs().max())) for a, b in zip(got, expected))
+
+
+def _authors_program(tmp_path, name, fixture, window, options=None):
+    """The fixture's weights as a program for its input's shape, run on its
+    input in ExecuTorch; the whole backbone must be one XNNPACK
+    partition."""
+    ckpt = tmp_path / 'net.pth'
+    torch.save(fixture['state_dict'], ckpt)
+    x = fixture['input']
+    out = tmp_path / 'net.pte'
+    result = export_executorch(
+        name,
+        str(out),
+        checkpoint=str(ckpt),
+        window_size=window,
+        shape=tuple(x.shape[2:]),
+        batch=x.shape[0],
+        check=[],
+        backbone_options=options)
+    assert (result['partitions'], result['outside']) == (1, [])
+    got = executorch_runner(str(out))(x.numpy())
+    assert len(got) == len(fixture['stage_outputs']) == 5
+    return got
+
+
+def test_executorch_program_of_the_authors_weights_reproduces_their_outputs(
+        authors_fixture, tmp_path):
+    """The authors' EMO weights as an ExecuTorch program (XNNPACK, fp32):
+    their five feature maps on the fixture's input, within 1e-4 of the
+    maps' scale, at the six fixtures' sizes and windows."""
+    _need_executorch()
+    got = _authors_program(tmp_path, authors_fixture['variant'],
+                           authors_fixture, authors_fixture['window_size'])
+    assert _relative_difference(got, authors_fixture['stage_outputs']) <= 1e-4
+
+
+def test_emov2_executorch_program_of_the_authors_weights(
+        emov2_fixture, tmp_path):
+    """As for EMO, the three EMOv2 fixtures (the segmentation backbone's
+    LayerNorms become XNNPACK operators too)."""
+    _need_executorch()
+    kwargs = dict(emov2_fixture['kwargs'])
+    window = kwargs.pop('window_size')
+    got = _authors_program(tmp_path, f'emov2-{emov2_fixture["arch"]}',
+                           emov2_fixture, window, kwargs)
+    assert _relative_difference(got, emov2_fixture['stage_outputs']) <= 1e-4
+
+
+@pytest.mark.parametrize(
+    'config',
+    ['configs/ssdlite/emo_1m_coco.py', 'configs/deeplabv3/emov2_1m_ade20k.py'])
+def test_executorch_config_programs(tmp_path, config):
+    """A detector and a segmentor with trained-like weights, behind their
+    normalisation (BGR in), at a size no window divides: one XNNPACK
+    partition, within 1e-4 of the unfolded model."""
+    _need_executorch()
+    torch.manual_seed(0)
+    path = osp.join(REPO_ROOT, config)
+    ckpt = _trained_like(tmp_path, build_model(load_config(path)), True)
+    result = export_executorch(
+        path,
+        str(tmp_path / 'model.pte'),
+        checkpoint=ckpt,
+        shape=(97, 131),
+        check=[])
+    assert (result['partitions'], result['outside']) == (1, [])
+    [(batch, h, w, outputs, diff)] = result['checked']
+    assert (batch, h, w) == (1, 97, 131) and diff <= 1e-4
+    assert outputs == len(result['names'])
+
+
+def test_executorch_command_line(tmp_path):
+    """The tool lowers at its shape and at a --check size no window
+    divides, compares both with PyTorch (trained-like weights) and says so;
+    refusals are one line and write nothing."""
+    _need_executorch()
+    torch.manual_seed(0)
+    ckpt = _trained_like(tmp_path, EMO(arch='1m'))
+    out = tmp_path / 'emo_1m.pte'
+    log = run_python('tools/deployment/export_executorch.py', '1m', str(out),
+                     '--shape', '64', '64', '--checkpoint', ckpt, '--check',
+                     '45x77').stdout
+    assert 'XNNPACK partitions: 1; operators outside them: none' in log
+    assert '1x3x64x64' in log and '1x3x45x77' in log
+    assert 'matches PyTorch within --atol 0.0001 at 2 sizes' in log
+    assert f'wrote {out}' in log
+    x = torch.randn(1, 3, 64, 64)
+    got = executorch_runner(str(out))(x.numpy())
+    assert [g.shape[2:] for g in got] == [(32, 32), (16, 16), (8, 8), (4, 4),
+                                          (2, 2)]
+    written = out.read_bytes()
+    for args, message in [
+        ((out, ), f'{out} exists; pass --force to overwrite it'),
+        ((tmp_path / 'a.onnx', ), 'an ExecuTorch program is a .pte file'),
+        ((tmp_path / 'a.pte', '--batch', '0'), '--batch 0 must be a positive'),
+    ]:
+        status, refused = run_tool('deployment/export_executorch.py', '1m',
+                                   *args)
+        assert status == 1 and message in refused, refused
+    assert out.read_bytes() == written
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'emo_1m.pte', 'trained_like.pth'
+    ]

@@ -63,7 +63,7 @@ def declared(monkeypatch_module):
 
 def test_extras(declared):
     _, extras = declared
-    assert set(extras) >= {'det', 'seg', 'cls', 'tests', 'export'}
+    assert set(extras) >= {'det', 'seg', 'cls', 'tests', 'export', 'mobile'}
     names = {canonicalize_name(r.name) for r in extras['seg']}
     assert names == {'mmsegmentation', 'ftfy', 'regex'}
 

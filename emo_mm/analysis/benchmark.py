@@ -32,7 +32,7 @@ import multiprocessing as mp
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Optional
 
 import torch
@@ -40,7 +40,8 @@ import torch.nn as nn
 
 from ..codebases import get_codebase
 from ..config import build_model
-from ..deployment import (export_onnx, export_openvino, onnxruntime_runner,
+from ..deployment import (executorch_runner, export_onnx, export_openvino,
+                          lower_to_executorch, onnxruntime_runner,
                           openvino_runner)
 from ..models import FAMILIES, deploy
 from .complexity import TensorMode
@@ -296,7 +297,11 @@ def time_runs(runs, settings):
 
 
 # Row suffixes of the exported models, by runtime.
-RUNTIME_TAGS = {'ONNX Runtime': 'ORT', 'OpenVINO': 'OpenVINO'}
+RUNTIME_TAGS = {
+    'ONNX Runtime': 'ORT',
+    'OpenVINO': 'OpenVINO',
+    'ExecuTorch': 'ExecuTorch'
+}
 
 
 def time_runtime(models, batch, size, settings, runtime='ONNX Runtime'):
@@ -304,12 +309,25 @@ def time_runtime(models, batch, size, settings, runtime='ONNX Runtime'):
     tools/deployment/export_onnx.py, dynamic axes) and run at the
     benchmark's shape on the CPU by ``runtime``: ONNX Runtime, or OpenVINO
     (the ONNX file converted to IR, the shape fixed, fp32 arithmetic and
-    the LATENCY hint), with the settings' thread count."""
+    the LATENCY hint), or ExecuTorch (a program for this shape, XNNPACK,
+    :func:`~emo_mm.deployment.lower_to_executorch`), with the settings'
+    thread count."""
     import tempfile
     x = torch.randn(batch, 3, size, size).numpy()
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in models:
+            if runtime == 'ExecuTorch':
+                # XNNPACK's lowering takes NCHW weights (the PyTorch rows
+                # may have made them NHWC); its program runs NHWC inside.
+                model = prepare(model, replace(settings, channels_last=False))
+                program, _, _ = lower_to_executorch(
+                    model.to(memory_format=torch.contiguous_format),
+                    torch.from_numpy(x))
+                run = executorch_runner(program, settings.threads)
+                runs[f'{name} [{RUNTIME_TAGS[runtime]}]'] = (
+                    lambda run=run: run(x))
+                continue
             path = os.path.join(tmp, 'model.onnx')
             export_onnx(
                 prepare(model, settings), (size, size), ['features'],

@@ -37,6 +37,13 @@ def resolve_norm_cfg(cfg: dict) -> dict:
     return cfg
 
 
+def is_exporting() -> bool:
+    """Whether ``torch.export`` is tracing the call (the mobile export);
+    torch before 2.7 cannot tell, and its export is not supported here."""
+    check = getattr(torch.compiler, 'is_exporting', None)
+    return bool(check is not None and check())
+
+
 def is_channels_last(x: torch.Tensor) -> bool:
     """Whether ``x`` is laid out NHWC (and not also NCHW, e.g. when C=1)."""
     return (x.is_contiguous(memory_format=torch.channels_last)
@@ -55,8 +62,8 @@ class PointwiseConv(nn.Conv2d):
     most :data:`POINTWISE_MATMUL_TOKENS` pixels is multiplied through its
     ``(B, H, W, C)`` view, with no copy either way: oneDNN's 1x1 convolution
     has a fixed cost per call that dominates at 14x14 and 7x7. Elsewhere
-    (training, GPUs, NCHW or large maps, tracing for export) it is the
-    convolution. Parameters and state dict are ``nn.Conv2d``'s.
+    (training, GPUs, NCHW or large maps, exports) it is the convolution.
+    Parameters and state dict are ``nn.Conv2d``'s.
 
     Args:
         in_channels (int): Input channels.
@@ -76,7 +83,8 @@ class PointwiseConv(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.as_matmul and not self.training and x.is_cpu
-                and not torch.jit.is_tracing() and is_channels_last(x)
+                and not torch.jit.is_tracing() and not is_exporting()
+                and is_channels_last(x)
                 and x.shape[0] * x.shape[2] * x.shape[3]
                 <= POINTWISE_MATMUL_TOKENS):
             return F.linear(
@@ -163,7 +171,7 @@ WINDOW_LAYOUTS = ('grid', 'tile')
 
 
 def to_windows(x: torch.Tensor, window_size: int, num_heads: int, groups: int,
-               layout: str) -> torch.Tensor:
+               layout: str) -> Tuple[torch.Tensor, ...]:
     """Partition a padded map into windows of attention heads.
 
     Args:
@@ -175,10 +183,14 @@ def to_windows(x: torch.Tensor, window_size: int, num_heads: int, groups: int,
         layout (str): ``'grid'`` or ``'tile'`` (see :data:`WINDOW_LAYOUTS`).
 
     Returns:
-        Tensor: ``(groups, B * n_h * n_w, num_heads, ws * ws, d)``. A
-        channels-last input is read through its ``(B, H, W, C)`` view, so
-        that either memory format costs one copy.
+        tuple[Tensor]: ``groups`` tensors of ``(B * n_h * n_w, num_heads,
+        ws * ws, d)``. A channels-last input is read through its ``(B, H,
+        W, C)`` view, so that either memory format costs one copy. Under
+        ``torch.export`` the same values come from tensors of rank 5 at most
+        (:func:`_to_windows_low_rank`).
     """
+    if is_exporting():
+        return _to_windows_low_rank(x, window_size, num_heads, groups, layout)
     B, C, H, W = x.shape
     ws = window_size
     num_h, num_w = H // ws, W // ws
@@ -198,7 +210,62 @@ def to_windows(x: torch.Tensor, window_size: int, num_heads: int, groups: int,
         win_r, in_r = (5, 4) if layout == 'grid' else (4, 5)
         win_c, in_c = (7, 6) if layout == 'grid' else (6, 7)
         x = x.permute(1, 0, win_r, win_c, 2, in_r, in_c, 3)
-    return x.reshape(groups, B * num_h * num_w, num_heads, ws * ws, dim)
+    return x.reshape(groups, B * num_h * num_w, num_heads, ws * ws,
+                     dim).unbind(0)
+
+
+# Mobile runtimes cap tensor rank: XNNPACK at 6, Core ML at 5. The partition
+# above permutes a rank-8 view; the two functions below move the same axes in
+# two or three permutes of rank 5 at most. Which axes each view holds is in
+# the comments: r, c rows and columns within a window, i, j the window's row
+# and column, n_h, n_w the number of windows.
+
+
+def _to_windows_low_rank(x: torch.Tensor, ws: int, heads: int, groups: int,
+                         layout: str) -> Tuple[torch.Tensor, ...]:
+    B, C, H, W = x.shape
+    num_h, num_w = H // ws, W // ws
+    width = C // groups
+    windows = []
+    for g in range(groups):
+        t = x[:, g * width:(g + 1) * width] if groups > 1 else x
+        if layout == 'grid':
+            # (B, [heads d r], i, c, j) -> (B, i, j, [heads d r], c)
+            t = t.reshape(B, width * ws, num_h, ws, num_w)
+            t = t.permute(0, 2, 4, 1, 3)
+        else:
+            # (B [heads d], i, r, j, c) -> (B [heads d], i, j, r, c)
+            t = t.reshape(B * width, num_h, ws, num_w, ws)
+            t = t.permute(0, 1, 3, 2, 4)
+            # (B, [heads d], [i j], [r c]) -> (B, [i j], [heads d], [r c])
+            t = t.reshape(B, width, num_h * num_w, ws * ws)
+            t = t.permute(0, 2, 1, 3)
+        # ([B i j heads], d, [r c]) -> ([B i j], heads, [r c], d)
+        t = t.reshape(B * num_h * num_w * heads, width // heads, ws * ws)
+        windows.append(
+            t.transpose(1, 2).reshape(B * num_h * num_w, heads, ws * ws,
+                                      width // heads))
+    return tuple(windows)
+
+
+def _from_windows_low_rank(x: torch.Tensor, batch: int, num_h: int, num_w: int,
+                           ws: int, layout: str) -> torch.Tensor:
+    _, heads, _, dim = x.shape
+    width = heads * dim
+    # ([B i j heads], [r c], d) -> ([B i j heads], d, [r c])
+    x = x.reshape(-1, ws * ws, dim).transpose(1, 2)
+    if layout == 'grid':
+        # (B, i, j, [heads d r], c) -> (B, [heads d r], i, c, j)
+        x = x.reshape(batch, num_h, num_w, width * ws, ws)
+        x = x.permute(0, 3, 1, 4, 2)
+    else:
+        # (B, [i j], [heads d], [r c]) -> (B, [heads d], [i j], [r c])
+        x = x.reshape(batch, num_h * num_w, width, ws * ws)
+        x = x.permute(0, 2, 1, 3)
+        # (B [heads d], i, j, r, c) -> (B [heads d], i, r, j, c)
+        x = x.reshape(batch * width, num_h, num_w, ws, ws)
+        x = x.permute(0, 1, 3, 2, 4)
+    return x.reshape(batch, width, num_h * ws, num_w * ws)
 
 
 def from_windows(x: torch.Tensor, batch: int, num_h: int, num_w: int,
@@ -206,7 +273,12 @@ def from_windows(x: torch.Tensor, batch: int, num_h: int, num_w: int,
                  channels_last: bool) -> torch.Tensor:
     """The inverse of :func:`to_windows` for one group: ``(B * n_h * n_w,
     heads, ws * ws, d)`` -> ``(B, heads * d, n_h * ws, n_w * ws)``, in the
-    channels-last memory format when ``channels_last``."""
+    channels-last memory format when ``channels_last`` (under
+    ``torch.export``: rank 5 at most, the memory format left to the
+    runtime)."""
+    if is_exporting():
+        return _from_windows_low_rank(x, batch, num_h, num_w, window_size,
+                                      layout)
     _, heads, _, dim = x.shape
     ws = window_size
     # (B, win_r, win_c, heads, in_r, in_c, d): axes 1, 2, 3, 4, 5, 6.
@@ -236,12 +308,28 @@ def pad_to_windows(x: torch.Tensor, window_size: int) -> torch.Tensor:
     return x
 
 
+def crop_padding(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``x`` cut back to ``height x width`` (the inverse of
+    :func:`pad_to_windows`). Under ``torch.export`` a slice that keeps
+    everything stays in the graph as a copy, outside mobile delegates: cut
+    only what was padded (while tracing, always, as the padding)."""
+    if torch.jit.is_tracing() or x.shape[-2:] != (height, width):
+        x = x[:, :, :height, :width]
+    return x
+
+
 def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      scale: float, fused: bool) -> torch.Tensor:
     """softmax(q k^T * scale) v; ``fused`` uses
     ``F.scaled_dot_product_attention`` (the value width may differ from the
-    query/key width)."""
-    if fused:
+    query/key width), except under ``torch.export``, where it would become
+    mask arithmetic that mobile delegates leave to the slow portable
+    kernels."""
+    if fused and not is_exporting():
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
-    attn = (q @ k.transpose(-2, -1)) * scale
-    return attn.softmax(dim=-1) @ v
+    # Batched products of 3-D tensors: a 4-D matmul is exported as expand +
+    # bmm, and mobile delegates leave the expand out.
+    batch, heads, tokens, _ = q.shape
+    q, k, v = (t.reshape(batch * heads, tokens, -1) for t in (q, k, v))
+    attn = torch.bmm(q, k.transpose(1, 2)) * scale
+    return torch.bmm(attn.softmax(dim=-1), v).view(batch, heads, tokens, -1)

@@ -8,6 +8,7 @@ from mmcv.cnn import ConvModule
 
 from emo_mm.models.layers import (POINTWISE_MATMUL_TOKENS, WINDOW_LAYOUTS,
                                   LayerNorm2d, PointwiseConv,
+                                  _from_windows_low_rank, _to_windows_low_rank,
                                   fold_bn_into_next_conv, fold_conv_module,
                                   from_windows, pad_to_windows,
                                   resolve_norm_cfg, to_windows)
@@ -29,7 +30,7 @@ def test_window_partition(layout, channels_last):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     windows = to_windows(x, 7, heads, 2, layout)
-    assert windows.shape == (2, 4, heads, 49, dim)
+    assert [w.shape for w in windows] == [(4, heads, 49, dim)] * 2
     for index, (i, j) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
         expected = EXPECTED_WINDOWS[layout](tokens, i, j).reshape(49)
         for group in range(2):
@@ -37,12 +38,28 @@ def test_window_partition(layout, channels_last):
                 for d in range(dim):
                     channel = (group * heads + head) * dim + d
                     torch.testing.assert_close(
-                        windows[group, index, head, :, d],
+                        windows[group][index, head, :, d],
                         expected + 1000 * channel)
     back = from_windows(windows[1], 1, 2, 2, 7, layout, channels_last)
     torch.testing.assert_close(back, x[:, heads * dim:])
     assert back.is_contiguous(memory_format=torch.channels_last) == \
         channels_last
+
+
+@pytest.mark.parametrize('layout', WINDOW_LAYOUTS)
+@pytest.mark.parametrize('groups', [1, 2])
+def test_low_rank_partition_moves_the_same_values(layout, groups):
+    # The form torch.export takes (no tensor above rank 5) against the
+    # rank-8 one, on 2 x 3 windows of 5 x 5 and 3 heads of 4 channels.
+    heads, dim, ws = 3, 4, 5
+    x = torch.randn(2, groups * heads * dim, 2 * ws, 3 * ws)
+    expected = to_windows(x, ws, heads, groups, layout)
+    got = _to_windows_low_rank(x, ws, heads, groups, layout)
+    assert len(got) == groups
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
+    back = _from_windows_low_rank(got[-1], 2, 2, 3, ws, layout)
+    assert torch.equal(back, x[:, (groups - 1) * heads * dim:])
 
 
 def test_pad_to_windows_pads_right_and_bottom_with_zeros():

@@ -5,6 +5,7 @@ EdgeNeXt.
     python tools/analysis/benchmark.py --tiers 5m --sizes 224 --batches 1 16
     python tools/analysis/benchmark.py --no-channels-last --no-deploy
     python tools/analysis/benchmark.py --onnxruntime --openvino --sizes 224
+    python tools/analysis/benchmark.py --executorch --sizes 224 --batches 1 4
     python tools/analysis/benchmark.py --config configs/ssdlite/emo_1m_coco.py
     python tools/analysis/benchmark.py \
         --config configs/ssdlite/emo_1m_coco.py --compare --train --batches 8
@@ -71,6 +72,10 @@ def parse_args(argv=None):
         '--onnxruntime', action='store_true', help='+ ONNX Runtime')
     parser.add_argument(
         '--openvino', action='store_true', help='+ OpenVINO rows')
+    parser.add_argument(
+        '--executorch',
+        action='store_true',
+        help='+ ExecuTorch (XNNPACK) rows')
     parser.add_argument('--train', action='store_true', help='fwd+bwd+step')
     parser.add_argument('--config', help='time this config\'s model instead')
     parser.add_argument(
@@ -84,11 +89,11 @@ def parse_args(argv=None):
     if args.compare and not args.config:
         parser.error('--compare compares a --config\'s model with its old '
                      'default; the tiers have --no-channels-last/--no-deploy')
-    if (args.onnxruntime or args.openvino) and (args.train or args.config
-                                                or args.device != 'cpu'
-                                                or args.dtype != 'fp32'):
-        parser.error('--onnxruntime/--openvino time fp32 inference of the '
-                     'tiers\' backbones on the CPU only')
+    if (args.onnxruntime or args.openvino
+            or args.executorch) and (args.train or args.config or args.device
+                                     != 'cpu' or args.dtype != 'fp32'):
+        parser.error('--onnxruntime/--openvino/--executorch time fp32 '
+                     'inference of the tiers\' backbones on the CPU only')
     return args
 
 
@@ -120,7 +125,8 @@ def benchmark_tiers(args, settings):
                 names = [name for name, _ in models]
                 rows = [names]
                 for runtime, wanted in (('ONNX Runtime', args.onnxruntime),
-                                        ('OpenVINO', args.openvino)):
+                                        ('OpenVINO', args.openvino),
+                                        ('ExecuTorch', args.executorch)):
                     if wanted:
                         stats.update(
                             time_runtime(models, batch, size, settings,

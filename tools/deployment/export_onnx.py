@@ -34,50 +34,11 @@ exceeds ``--atol`` (relative to the output's magnitude when that is above 1).
 it the same way, on OpenVINO's CPU plugin set to fp32 arithmetic.
 """
 import argparse
-import ast
 
-from emo_mm.deployment import backbone_names, export
+from emo_mm.deployment import backbone_names, backbone_option, export, nest
 from emo_mm.errors import run_tool
 
 ARCHES = tuple(backbone_names())
-
-
-def _value(node):
-    """A Python literal, ``dict(key=literal, ...)`` or a bare word (a
-    string)."""
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id == 'dict' and not node.args):
-        return {kw.arg: _value(kw.value) for kw in node.keywords}
-    if isinstance(node, ast.Name):
-        return node.id
-    return ast.literal_eval(node)
-
-
-def backbone_option(text):
-    """``KEY=VALUE`` as ``(KEY, value)``: VALUE a Python literal,
-    ``dict(...)`` of literals or a bare word; KEY may be dotted
-    (``dw_norm_cfg.type=LN2d``), as in mmengine's ``--cfg-options``."""
-    key, sep, value = text.partition('=')
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f'{text!r} is not KEY=VALUE')
-    try:
-        return key, _value(ast.parse(value, mode='eval').body)
-    except (SyntaxError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f'{text!r}: {value!r} is not a Python literal, dict(...) or '
-            'word') from None
-
-
-def nest(pairs) -> dict:
-    """``[('a.b', 1), ('c', 2)]`` as ``{'a': {'b': 1}, 'c': 2}``."""
-    options = {}
-    for key, value in pairs or []:
-        *parents, leaf = key.split('.')
-        node = options
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = value
-    return options
 
 
 def parse_args(argv=None):

@@ -11,7 +11,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..checkpoint import load_backbone_checkpoint
-from ..layers import NORM_EPS, LayerNorm2d
+from ..layers import NORM_EPS, LayerNorm2d, is_exporting
 
 # Both families: stages 1-2 without attention (BN, SiLU), 3-4 with it (LN,
 # GELU).
@@ -336,7 +336,9 @@ class EMOBackbone(BaseModule):
         """Fold the stem's BatchNorms (the blocks fold their own)."""
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if self.channels_last:
+        # An exported graph leaves the memory format to its runtime (XNNPACK
+        # runs NHWC throughout); a conversion in it would be left outside.
+        if self.channels_last and not is_exporting():
             x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         last = len(self.stages) - 1

@@ -13,10 +13,10 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers import (NORM_EPS, PointwiseConv, depthwise_conv, expansion,
-                      fold_bn_into_next_conv, fold_conv_module, from_windows,
-                      is_channels_last, pad_to_windows, to_windows,
-                      window_attention)
+from ..layers import (NORM_EPS, PointwiseConv, crop_padding, depthwise_conv,
+                      expansion, fold_bn_into_next_conv, fold_conv_module,
+                      from_windows, is_channels_last, pad_to_windows,
+                      to_windows, window_attention)
 from .base import HYBRID_STAGES, EMOBackbone, arch_table
 
 
@@ -89,13 +89,12 @@ class WindowAttention(nn.Module):
         num_h, num_w = x.shape[2] // ws, x.shape[3] // ws
         # qk is pointwise, so it can run before the partition (padded tokens
         # get the bias, exactly as when it runs on each padded window).
-        qk = to_windows(self.qk(x), ws, self.num_heads, 2, 'grid')
-        q, k = qk.unbind(0)
-        v = to_windows(x, ws, self.num_heads, 1, 'grid')[0]
+        q, k = to_windows(self.qk(x), ws, self.num_heads, 2, 'grid')
+        v, = to_windows(x, ws, self.num_heads, 1, 'grid')
         out = window_attention(q, k, v, self.scale, self.fused_attn)
         out = from_windows(out, B, num_h, num_w, ws, 'grid',
                            is_channels_last(x))
-        return out[:, :, :H, :W]
+        return crop_padding(out, H, W)
 
 
 class iRMB(nn.Module):

@@ -12,10 +12,11 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers import (NORM_EPS, WINDOW_LAYOUTS, PointwiseConv, depthwise_conv,
-                      expansion, fold_bn_into_next_conv, fold_conv_module,
-                      from_windows, is_channels_last, pad_to_windows,
-                      resolve_norm_cfg, to_windows, window_attention)
+from ..layers import (NORM_EPS, WINDOW_LAYOUTS, PointwiseConv, crop_padding,
+                      depthwise_conv, expansion, fold_bn_into_next_conv,
+                      fold_conv_module, from_windows, is_channels_last,
+                      pad_to_windows, resolve_norm_cfg, to_windows,
+                      window_attention)
 from .base import HYBRID_STAGES, EMOBackbone, arch_table
 from .emo import WindowAttention
 
@@ -43,15 +44,16 @@ class SpanningWindowAttention(WindowAttention):
         # model).
         qk, v = self.qk(x), value(x)
         channels_last = is_channels_last(x)
-        out = 0
+        outs = []
         for layout in WINDOW_LAYOUTS:
-            q, k = to_windows(qk, ws, heads, 2, layout).unbind(0)
-            values = to_windows(v, ws, heads, 1, layout)[0]
+            q, k = to_windows(qk, ws, heads, 2, layout)
+            values, = to_windows(v, ws, heads, 1, layout)
             windows = window_attention(q, k, values, self.scale,
                                        self.fused_attn)
-            out = out + from_windows(windows, B, num_h, num_w, ws, layout,
-                                     channels_last)
-        return out[:, :, :H, :W]
+            outs.append(
+                from_windows(windows, B, num_h, num_w, ws, layout,
+                             channels_last))
+        return crop_padding(outs[0] + outs[1], H, W)
 
 
 class I2RMB(nn.Module):
