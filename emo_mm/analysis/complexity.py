@@ -5,7 +5,7 @@ Counting uses mmengine's ``FlopAnalyzer`` (fvcore-style: one FLOP is one
 multiply-add) on the model's tensor mode, ``model(inputs, mode='tensor')``:
 backbone, neck and head, without data pre-processing or post-processing
 (box decoding, NMS, resizing of logits), as mmdet's own ``get_flops.py``
-counts. The counted ops are convolutions, matmul/linear, norms, upsampling
+counts. The counted ops are convolutions, matmul/bmm/linear, norms, upsampling
 and adaptive average pooling; element-wise ops (activations, additions,
 softmax) are not counted and are listed per model. Two-stage detectors
 (Mask R-CNN) run their RoI heads on the RPN's proposals, as mmdet's

@@ -27,9 +27,9 @@ def test_ssdlite_1m_counts(ssdlite_1m):
     assert ssdlite_1m['params'] == 2_311_980
     assert ssdlite_1m['shape'] == (320, 320)
     # Measured 596,631,488 multiply-adds at 320x320 (mmengine 0.10.7). A big
-    # drop would mean the attention matmuls (fused path) went uncounted.
+    # drop would mean the attention products (batched, bmm) went uncounted.
     assert ssdlite_1m['flops'] == pytest.approx(596_631_488, rel=0.01)
-    assert ssdlite_1m['by_operator']['matmul'] > 0
+    assert ssdlite_1m['by_operator']['bmm'] > 0
 
 
 def test_describe(ssdlite_1m):
@@ -161,7 +161,7 @@ def test_emov2_backbone_counts(arch):
         EMOV2_BACKBONE_PARAMS[arch]
     result = count_backbone(arch, family='EMOv2')
     assert result['params'] == EMOV2_CLASSIFIER_PARAMS[arch]
-    assert result['by_operator']['matmul'] > 0  # attention counted
+    assert result['by_operator']['bmm'] > 0  # attention counted
     paper = PAPER.get(f'imagenet/emov2_{arch}', (None, None))[1]
     if paper:
         assert result['flops'] == pytest.approx(

@@ -4,8 +4,7 @@ EdgeNeXt.
     python tools/analysis/benchmark.py                      # the default table
     python tools/analysis/benchmark.py --tiers 5m --sizes 224 --batches 1 16
     python tools/analysis/benchmark.py --no-channels-last --no-deploy
-    python tools/analysis/benchmark.py --onnxruntime --openvino --sizes 224
-    python tools/analysis/benchmark.py --executorch --sizes 224 --batches 1 4
+    python tools/analysis/benchmark.py --onnxruntime --openvino --executorch
     python tools/analysis/benchmark.py --config configs/ssdlite/emo_1m_coco.py
     python tools/analysis/benchmark.py \
         --config configs/ssdlite/emo_1m_coco.py --compare --train --batches 8
@@ -73,9 +72,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--openvino', action='store_true', help='+ OpenVINO rows')
     parser.add_argument(
-        '--executorch',
-        action='store_true',
-        help='+ ExecuTorch (XNNPACK) rows')
+        '--executorch', action='store_true', help='+ ExecuTorch rows')
     parser.add_argument('--train', action='store_true', help='fwd+bwd+step')
     parser.add_argument('--config', help='time this config\'s model instead')
     parser.add_argument(
