@@ -12,6 +12,7 @@ images. The graph has a dynamic batch size, height and width.
 import argparse
 import ast
 import copy
+import math
 import os
 import os.path as osp
 import warnings
@@ -419,6 +420,52 @@ def backbone_option(text):
             'word') from None
 
 
+def export_parser(description: str, suffix: str, shape_help: str,
+                  check_help: str) -> argparse.ArgumentParser:
+    """The command line both export tools share: MODEL, OUT (a ``suffix``
+    file), ``--checkpoint``, ``--window-size``, ``--backbone-options``,
+    ``--shape``, ``--check`` and ``--atol``; each tool adds its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        'model',
+        help='a backbone (a bare arch is EMO\'s): '
+        f'{", ".join(backbone_names())}; or a config file')
+    parser.add_argument('out', help=f'the {suffix} file to write')
+    parser.add_argument(
+        '--checkpoint',
+        help='weights: an authors\' or emo_mm backbone checkpoint (arch), '
+        'or a checkpoint of the config\'s model')
+    parser.add_argument(
+        '--window-size',
+        type=int,
+        nargs='+',
+        default=[7],
+        help='backbone only: one or four window sizes')
+    parser.add_argument(
+        '--backbone-options',
+        nargs='+',
+        type=backbone_option,
+        metavar='KEY=VALUE',
+        help='backbone only: more constructor arguments, '
+        'e.g. "dw_norm_cfg=dict(type=\'LN2d\',eps=1e-6)" '
+        '"dw_act_cfg=dict(type=\'GELU\')" (EMOv2), or '
+        'dotted: dw_norm_cfg.type=LN2d dw_norm_cfg.eps=1e-6')
+    parser.add_argument(
+        '--shape', type=int, nargs=2, metavar=('H', 'W'), help=shape_help)
+    parser.add_argument('--check', nargs='*', metavar='HxW', help=check_help)
+    parser.add_argument('--atol', type=float, default=1e-4)
+    return parser
+
+
+# The library's argument names as the export tools' flags (``run_tool``).
+EXPORT_FLAGS = {
+    'force=True': '--force',
+    'atol=': '--atol ',
+    'check= ': '--check ',
+    'shape=(H, W)': '--shape H W'
+}
+
+
 def nest(pairs) -> dict:
     """``[('a.b', 1), ('c', 2)]`` as ``{'a': {'b': 1}, 'c': 2}``."""
     options = {}
@@ -568,10 +615,7 @@ def _layer_norm_for_xnnpack(x,
     The same two passes (mean, then the mean square of the centred values)
     as PyTorch's kernel."""
     shape = x.shape
-    size = 1
-    for n in normalized_shape:
-        size *= n
-    rows = x.reshape(1, -1, size, 1)
+    rows = x.reshape(1, -1, math.prod(normalized_shape), 1)
     centred = rows - rows.mean((2, 3), keepdim=True)
     variance = (centred * centred).mean((2, 3), keepdim=True)
     x = (centred * torch.rsqrt(variance + eps)).reshape(shape)

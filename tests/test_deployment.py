@@ -633,9 +633,10 @@ def test_executorch_command_line(tmp_path):
     torch.manual_seed(0)
     ckpt = _trained_like(tmp_path, EMO(arch='1m'))
     out = tmp_path / 'emo_1m.pte'
-    log = run_python('tools/deployment/export_executorch.py', '1m', str(out),
-                     '--shape', '64', '64', '--checkpoint', ckpt, '--check',
-                     '45x77').stdout
+    status, log = run_tool('deployment/export_executorch.py', '1m', out,
+                           '--shape', '64', '64', '--checkpoint', ckpt,
+                           '--check', '45x77')
+    assert status == 0, log
     assert 'XNNPACK partitions: 1; operators outside them: none' in log
     assert '1x3x64x64' in log and '1x3x45x77' in log
     assert 'matches PyTorch within --atol 0.0001 at 2 sizes' in log

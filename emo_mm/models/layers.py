@@ -37,11 +37,9 @@ def resolve_norm_cfg(cfg: dict) -> dict:
     return cfg
 
 
-def is_exporting() -> bool:
-    """Whether ``torch.export`` is tracing the call (the mobile export);
-    torch before 2.7 cannot tell, and its export is not supported here."""
-    check = getattr(torch.compiler, 'is_exporting', None)
-    return bool(check is not None and check())
+# Whether ``torch.export`` is tracing the call (the mobile export); torch
+# before 2.7 cannot tell, and its export is not supported here.
+is_exporting = getattr(torch.compiler, 'is_exporting', lambda: False)
 
 
 def is_channels_last(x: torch.Tensor) -> bool:

@@ -17,55 +17,20 @@ PyTorch, as is one lowered at each --check size (default: one that no
 stride or window divides); nothing is written when any differs by more
 than --atol. What the input and outputs are: export_onnx.py.
 """
-import argparse
-
-from emo_mm.deployment import (backbone_names, backbone_option,
-                               export_executorch, nest)
+from emo_mm.deployment import (EXPORT_FLAGS, export_executorch, export_parser,
+                               nest)
 from emo_mm.errors import run_tool
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Export EMO or EMOv2 (backbone or config) to ExecuTorch '
-        '(XNNPACK)')
-    parser.add_argument(
-        'model',
-        help='a backbone (a bare arch is EMO\'s): '
-        f'{", ".join(backbone_names())}; or a config file')
-    parser.add_argument('out', help='the .pte file to write')
-    parser.add_argument(
-        '--checkpoint',
-        help='weights: an authors\' or emo_mm backbone checkpoint (arch), '
-        'or a checkpoint of the config\'s model')
-    parser.add_argument(
-        '--window-size',
-        type=int,
-        nargs='+',
-        default=[7],
-        help='backbone only: one or four window sizes')
-    parser.add_argument(
-        '--backbone-options',
-        nargs='+',
-        type=backbone_option,
-        metavar='KEY=VALUE',
-        help='backbone only: more constructor arguments (see '
-        'export_onnx.py)')
-    parser.add_argument(
-        '--shape',
-        type=int,
-        nargs=2,
-        metavar=('H', 'W'),
-        help='the program\'s input size (default: 224x224 for a backbone, '
-        'the config\'s test size)')
+    parser = export_parser(
+        'Export EMO or EMOv2 (backbone or config) to ExecuTorch (XNNPACK)',
+        '.pte', 'the program\'s input size (default: 224x224 for a '
+        'backbone, the config\'s test size)',
+        'more sizes to lower and compare with PyTorch at (default: one that '
+        'no window divides); give none to check only OUT')
     parser.add_argument(
         '--batch', type=int, default=1, help='the program\'s batch size')
-    parser.add_argument(
-        '--check',
-        nargs='*',
-        metavar='HxW',
-        help='more sizes to lower and compare with PyTorch at (default: one '
-        'that no window divides); give none to check only OUT')
-    parser.add_argument('--atol', type=float, default=1e-4)
     parser.add_argument(
         '--force', action='store_true', help='overwrite OUT if it exists')
     return parser.parse_args(argv)
@@ -92,12 +57,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_tool(
-        main,
-        flags={
-            'force=True': '--force',
-            'atol=': '--atol ',
-            'check= ': '--check ',
-            'batch=': '--batch ',
-            'shape=(H, W)': '--shape H W'
-        })
+    run_tool(main, flags={**EXPORT_FLAGS, 'batch=': '--batch '})

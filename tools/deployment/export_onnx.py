@@ -33,57 +33,16 @@ exceeds ``--atol`` (relative to the output's magnitude when that is above 1).
 ``--openvino`` also writes OpenVINO IR (OUT with .xml and .bin) and checks
 it the same way, on OpenVINO's CPU plugin set to fp32 arithmetic.
 """
-import argparse
-
-from emo_mm.deployment import backbone_names, backbone_option, export, nest
+from emo_mm.deployment import EXPORT_FLAGS, export, export_parser, nest
 from emo_mm.errors import run_tool
-
-ARCHES = tuple(backbone_names())
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Export EMO or EMOv2 (backbone or config) to ONNX')
-    parser.add_argument(
-        'model',
-        help='a backbone (a bare arch is EMO\'s): '
-        f'{", ".join(ARCHES)}; or a config file')
-    parser.add_argument('out', help='the .onnx file to write')
-    parser.add_argument(
-        '--checkpoint',
-        help='weights: an authors\' or '
-        'emo_mm backbone checkpoint (arch), or a checkpoint '
-        'of the config\'s model')
-    parser.add_argument(
-        '--window-size',
-        type=int,
-        nargs='+',
-        default=[7],
-        help='backbone only: one or four window sizes')
-    parser.add_argument(
-        '--backbone-options',
-        nargs='+',
-        type=backbone_option,
-        metavar='KEY=VALUE',
-        help='backbone only: more constructor arguments, '
-        'e.g. "dw_norm_cfg=dict(type=\'LN2d\',eps=1e-6)" '
-        '"dw_act_cfg=dict(type=\'GELU\')" (EMOv2), or '
-        'dotted: dw_norm_cfg.type=LN2d dw_norm_cfg.eps=1e-6')
-    parser.add_argument(
-        '--shape',
-        type=int,
-        nargs=2,
-        metavar=('H', 'W'),
-        help='size traced at (default: 224x224 for a '
-        'backbone, the config\'s test size)')
-    parser.add_argument(
-        '--check',
-        nargs='*',
-        metavar='HxW',
-        help='sizes to compare ONNX Runtime with PyTorch at '
-        '(default: three that are not window multiples); '
-        'give none to skip')
-    parser.add_argument('--atol', type=float, default=1e-4)
+    parser = export_parser(
+        'Export EMO or EMOv2 (backbone or config) to ONNX', '.onnx',
+        'size traced at (default: 224x224 for a backbone, the config\'s '
+        'test size)', 'sizes to compare ONNX Runtime with PyTorch at '
+        '(default: three that are not window multiples); give none to skip')
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument(
         '--openvino',
@@ -118,12 +77,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    run_tool(
-        main,
-        flags={
-            'force=True': '--force',
-            'atol=': '--atol ',
-            'check= ': '--check ',
-            'openvino=True': '--openvino',
-            'shape=(H, W)': '--shape H W'
-        })
+    run_tool(main, flags={**EXPORT_FLAGS, 'openvino=True': '--openvino'})
