@@ -12,7 +12,6 @@ images. The graph has a dynamic batch size, height and width.
 import argparse
 import ast
 import copy
-import math
 import os
 import os.path as osp
 import warnings
@@ -420,11 +419,15 @@ def backbone_option(text):
             'word') from None
 
 
-def export_parser(description: str, suffix: str, shape_help: str,
-                  check_help: str) -> argparse.ArgumentParser:
+def export_parser(description: str,
+                  suffix: str,
+                  shape_help: str,
+                  check_help: str,
+                  atol=1e-4) -> argparse.ArgumentParser:
     """The command line both export tools share: MODEL, OUT (a ``suffix``
     file), ``--checkpoint``, ``--window-size``, ``--backbone-options``,
-    ``--shape``, ``--check`` and ``--atol``; each tool adds its own."""
+    ``--shape``, ``--check`` and ``--atol`` (default ``atol``); each tool
+    adds its own."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         'model',
@@ -453,7 +456,13 @@ def export_parser(description: str, suffix: str, shape_help: str,
     parser.add_argument(
         '--shape', type=int, nargs=2, metavar=('H', 'W'), help=shape_help)
     parser.add_argument('--check', nargs='*', metavar='HxW', help=check_help)
-    parser.add_argument('--atol', type=float, default=1e-4)
+    parser.add_argument(
+        '--atol',
+        type=float,
+        default=atol,
+        help='largest difference allowed, relative to each output\'s '
+        'largest magnitude (at least 1)' +
+        (f' (default {atol})' if atol else ''))
     return parser
 
 
@@ -483,8 +492,8 @@ def model_for_export(model: str,
                      window_size=7,
                      shape=None,
                      backbone_options: Optional[dict] = None):
-    """The model that :func:`export` and :func:`export_executorch` write:
-    a backbone name (:func:`backbone_for_export`) or a config file
+    """The model that :func:`export` and :func:`emo_mm.mobile.export_mobile`
+    write: a backbone name (:func:`backbone_for_export`) or a config file
     (:func:`config_model_for_export`), as they return it, and whether it
     takes raw images (a config's) rather than normalised ones."""
     if checkpoint:
@@ -600,168 +609,4 @@ def export(model: str,
         os.replace(tmp_ir[0], ir)
         os.replace(tmp_ir[1], osp.splitext(ir)[0] + '.bin')
         result['ir'] = ir
-    return result
-
-
-def _layer_norm_for_xnnpack(x,
-                            normalized_shape,
-                            weight=None,
-                            bias=None,
-                            eps=1e-5,
-                            *args):
-    """``aten.layer_norm`` written in operators that XNNPACK delegates:
-    XNNPACK has no layer norm and averages a 4-D tensor over its last two
-    axes only, so the normalised axes become axis 2 of ``(1, rows, C, 1)``.
-    The same two passes (mean, then the mean square of the centred values)
-    as PyTorch's kernel."""
-    shape = x.shape
-    rows = x.reshape(1, -1, math.prod(normalized_shape), 1)
-    centred = rows - rows.mean((2, 3), keepdim=True)
-    variance = (centred * centred).mean((2, 3), keepdim=True)
-    x = (centred * torch.rsqrt(variance + eps)).reshape(shape)
-    if weight is not None:
-        x = x * weight
-    if bias is not None:
-        x = x + bias
-    return x
-
-
-def lower_to_executorch(model: nn.Module, inputs: torch.Tensor):
-    """``model`` (eval mode, parameters in the default memory format) at
-    the fixed shape of ``inputs``, exported (``torch.export``) and lowered
-    to ExecuTorch with the XNNPACK delegate, fp32.
-
-    Every ``LayerNorm`` is written in XNNPACK's operators first
-    (:func:`_layer_norm_for_xnnpack`), EdgeNeXt's as well as ours. Under
-    ``torch.export`` EMO and EMOv2 partition their windows with tensors of
-    rank 5 at most, attend explicitly and run their 1x1 projections as
-    convolutions (:mod:`emo_mm.models.layers`), so that XNNPACK takes the
-    whole backbone.
-
-    Returns:
-        tuple: ``(program, partitions, outside)``: the ``.pte`` bytes, the
-        number of XNNPACK partitions and the names of the operators left
-        to ExecuTorch's portable kernels.
-    """
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import \
-        XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-    with torch.no_grad():
-        program = torch.export.export(model, (inputs, ))
-    # Only the LayerNorms: the lowering decomposes the rest itself, keeping
-    # what XNNPACK takes whole (linear, for one).
-    program = program.run_decompositions(
-        {torch.ops.aten.layer_norm.default: _layer_norm_for_xnnpack})
-    edge = to_edge_transform_and_lower(
-        program, partitioner=[XnnpackPartitioner()])
-    partitions, outside = 0, []
-    for node in edge.exported_program().graph_module.graph.nodes:
-        if node.op != 'call_function' or node.target.__name__ == 'getitem':
-            continue
-        if 'call_delegate' in node.target.__name__:
-            partitions += 1
-        else:
-            outside.append(node.target.__name__)
-    return bytes(edge.to_executorch().buffer), partitions, outside
-
-
-def executorch_runner(program, threads: int = 0):
-    """``run(x) -> [outputs]`` (numpy in and out, as
-    :func:`onnxruntime_runner`) of an ExecuTorch program (``.pte`` bytes or
-    path) in ExecuTorch's Python runtime; ``threads`` sizes XNNPACK's thread
-    pool, which the whole process shares (0: as it is; set it before the
-    first program is loaded)."""
-    from executorch.runtime import Runtime
-    if threads:
-        from executorch.extension.pybindings.portable_lib import (
-            _threadpool_get_thread_count, _unsafe_reset_threadpool)
-
-        # Programs already loaded keep the pool they were loaded with: a
-        # reset under them made their runs erratic (7-14 ms for one program).
-        if _threadpool_get_thread_count() != threads:
-            _unsafe_reset_threadpool(threads)
-    # The method runs on its program's memory: keep the program alive with it.
-    loaded = Runtime.get().load_program(program)
-    method = loaded.load_method('forward')
-
-    def run(x):
-        return [t.numpy() for t in method.execute([torch.from_numpy(x)])]
-
-    run.program = loaded
-    return run
-
-
-def export_executorch(model: str,
-                      out: str,
-                      checkpoint=None,
-                      window_size=7,
-                      shape=None,
-                      batch: int = 1,
-                      check=None,
-                      atol=1e-4,
-                      force=False,
-                      backbone_options: Optional[dict] = None) -> dict:
-    """Write ``model`` (as :func:`export` takes it) as an ExecuTorch program
-    with the XNNPACK delegate (:func:`lower_to_executorch`), BatchNorms and
-    LayerScales folded, for inputs of one fixed shape: what
-    ``tools/deployment/export_executorch.py`` does.
-
-    The program is run in ExecuTorch's Python runtime and compared with the
-    unfolded PyTorch model; so is one lowered at each ``check`` size, since
-    a program has one input shape. Nothing is written unless every run
-    agrees within ``atol``.
-
-    Args:
-        model, out, checkpoint, window_size, atol, force, backbone_options:
-            As for :func:`export`; ``out`` ends in ``.pte``.
-        shape (tuple, optional): The program's (H, W); default 224x224 for a
-            backbone, the config's input size.
-        batch (int): The program's batch size. Defaults to 1.
-        check (list[str], optional): More 'HxW' sizes to lower and compare
-            at; None: one that no stride or window divides
-            (:func:`default_check_sizes`); []: only the program written.
-
-    Returns:
-        dict: ``shape``, ``batch``, ``names``, ``expects``, ``checked`` (a
-        :func:`compare_once` record per size, the written program's first),
-        ``partitions`` and ``outside`` (:func:`lower_to_executorch`, for
-        the written program).
-    """
-    if osp.exists(out) and not force:
-        raise UserError(f'{out} exists; pass force=True to overwrite it')
-    if osp.splitext(out)[1] != '.pte':
-        raise UserError(f'an ExecuTorch program is a .pte file: {out}')
-    if not isinstance(batch, int) or batch < 1:
-        raise UserError(f'batch={batch!r} must be a positive integer')
-    sizes = None if check is None else parse_sizes(check)
-    net, shape, names, expects, raw_images = model_for_export(
-        model, checkpoint, window_size, shape, backbone_options)
-    shape = tuple(shape)
-    if sizes is None:
-        sizes = default_check_sizes(shape)[:1]
-    reference = copy.deepcopy(net)
-    deploy(net)
-    result = dict(shape=shape, batch=batch, names=names, expects=expects)
-    torch.manual_seed(0)
-    checked = []
-    for size in [shape] + [s for s in sizes if s != shape]:
-        program, partitions, outside = lower_to_executorch(
-            net, torch.zeros(batch, 3, *size))
-        checked.append(
-            compare_once(reference, executorch_runner(program),
-                         (batch, 3, *size), atol, raw_images, 'ExecuTorch'))
-        if size == shape:
-            written = program
-            result.update(partitions=partitions, outside=outside)
-    result['checked'] = checked
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    tmp = out + '.part'
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(written)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-    os.replace(tmp, out)
     return result

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -77,16 +78,21 @@ def _fixtures_missing(name):
 
 @pytest.fixture(params=FIXTURE_NAMES, scope='session')
 def authors_fixture(request):
-    """One of the authors' reference runs, state dict cast to float32."""
-    path = osp.join(FIXTURES, request.param)
+    """One of the authors' reference runs (:func:`load_fixture`)."""
+    return load_fixture(request.param)
+
+
+def load_fixture(name):
+    """An authors' EMO reference run, state dict cast to float32."""
+    path = osp.join(FIXTURES, name)
     if not osp.exists(path):
-        _fixtures_missing(request.param)
+        _fixtures_missing(name)
     data = torch.load(path, weights_only=True)
     data['state_dict'] = {
         k: v.float() if v.is_floating_point() else v
         for k, v in data['state_dict'].items()
     }
-    data['name'] = request.param
+    data['name'] = name
     return data
 
 
@@ -120,8 +126,8 @@ def load_emov2_fixture(name):
 # workers do not end with one of them left running alone.
 LONGEST_FIRST = ('test_tools/test_train_test.py', 'test_tools/test_demos.py',
                  'test_engine/test_distributed.py',
-                 'test_engine/test_hooks.py', 'test_deployment.py',
-                 'test_analysis/test_complexity.py')
+                 'test_engine/test_hooks.py', 'test_mobile.py',
+                 'test_deployment.py', 'test_analysis/test_complexity.py')
 
 
 def pytest_collection_modifyitems(items):
@@ -428,3 +434,44 @@ def det_sample(h, w, boxes, labels):
             scale_factor=(1.0, 1.0)))
     sample.gt_instances = InstanceData(bboxes=boxes, labels=labels)
     return sample
+
+
+def trained_like(model, run=None, shape=(64, 80)):
+    """Weights as trained ones look, so that a check proves something:
+    LayerScales near 0.5 (at their initial 1e-6 the stride-8..32 outputs of
+    EMOv2 barely depend on the image), random BN affines, and BN statistics
+    of the activations of two random batches (statistics drawn at random
+    would swamp the signal). ``run(x)`` runs the model (default
+    ``model(x)``)."""
+    gen = torch.Generator().manual_seed(0)
+    run = run or model
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith('gamma'):
+                param.copy_(torch.rand(param.shape, generator=gen) * 0.4 + 0.3)
+        for m in norms:
+            m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+            m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.2 - 0.1)
+            m.reset_running_stats()
+            m.momentum = None  # the average over the batches
+            m.train()
+        for _ in range(2):
+            run(torch.randn(4, 3, *shape, generator=gen))
+    for m in norms:
+        m.momentum = 0.1
+    return model.eval()
+
+
+def trained_like_checkpoint(tmp_path, model, config=False):
+    """A checkpoint of ``model`` with trained-like weights
+    (:func:`trained_like`), so that the BatchNorms the export folds are far
+    from the identity they are at initialisation; a config's model is run
+    in tensor mode and saved under ``state_dict``."""
+    path = tmp_path / 'trained_like.pth'
+    if config:
+        trained_like(model, lambda x: model(x, mode='tensor'), (96, 128))
+        torch.save({'state_dict': model.state_dict()}, path)
+    else:
+        torch.save(trained_like(model).state_dict(), path)
+    return str(path)

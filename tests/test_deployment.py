@@ -1,9 +1,8 @@
-"""emo_mm.deployment (tools/deployment/export_onnx.py,
-export_executorch.py): EMO and EMOv2 backbone graphs and config graphs
-(SSDLite, RetinaNet, DeepLabV3, Semantic FPN, classifiers) with dynamic batch
-and size match PyTorch in ONNX Runtime at sizes that are not window
-multiples, and ExecuTorch programs (XNNPACK) match it at their fixed size;
-bad arguments stop it before anything is written."""
+"""emo_mm.deployment (tools/deployment/export_onnx.py): EMO and EMOv2
+backbone graphs and config graphs (SSDLite, RetinaNet, DeepLabV3, Semantic
+FPN, classifiers) with dynamic batch and size match PyTorch in ONNX Runtime
+at sizes that are not window multiples; bad arguments stop it before
+anything is written."""
 import os.path as osp
 
 import numpy as np
@@ -11,16 +10,16 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import REPO_ROOT, run_python, run_tool
+from conftest import (REPO_ROOT, run_python, run_tool, trained_like,
+                      trained_like_checkpoint)
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from emo_mm import UserError
 from emo_mm.config import build_model, load_config
 from emo_mm.deployment import (WINDOW_SIZES, ScaledUpsample,
                                backbone_for_export, backbone_names,
-                               default_check_sizes, deploy, executorch_runner,
-                               export, export_executorch, make_traceable,
-                               parse_backbone)
+                               default_check_sizes, deploy, export,
+                               make_traceable, parse_backbone)
 from emo_mm.models import EMO, EMOv2
 
 
@@ -30,24 +29,10 @@ def _dims(path):
     return session, session.get_inputs()[0].shape
 
 
-def _trained_like(tmp_path, model, config=False):
-    """A checkpoint of ``model`` with trained-like weights
-    (:func:`_randomize`), so that the BatchNorms the export folds are far
-    from the identity they are at initialisation; a config's model is run
-    in tensor mode and saved under ``state_dict``."""
-    path = tmp_path / 'trained_like.pth'
-    if config:
-        _randomize(model, lambda x: model(x, mode='tensor'), (96, 128))
-        torch.save({'state_dict': model.state_dict()}, path)
-    else:
-        torch.save(_randomize(model).state_dict(), path)
-    return str(path)
-
-
 def test_backbone_graph_serves_any_size(tmp_path):
     """With trained-like weights: the check compares ONNX Runtime (folded
     BatchNorms) with the unfolded model."""
-    ckpt = _trained_like(tmp_path, EMO(arch='1m'))
+    ckpt = trained_like_checkpoint(tmp_path, EMO(arch='1m'))
     out = tmp_path / 'emo_1m.onnx'
     result = export(
         '1m',
@@ -108,7 +93,8 @@ def test_downstream_graphs(tmp_path, config, names):
     """With trained-like weights, ONNX Runtime (folded BatchNorms) matches
     the unfolded model at two sizes."""
     path = osp.join(REPO_ROOT, config)
-    ckpt = _trained_like(tmp_path, build_model(load_config(path)), True)
+    ckpt = trained_like_checkpoint(tmp_path, build_model(load_config(path)),
+                                   True)
     out = tmp_path / 'model.onnx'
     result = export(
         path,
@@ -207,7 +193,7 @@ def test_command_line(tmp_path):
         options=dict(
             dw_norm_cfg=dict(type='LN2d', eps=1e-6),
             dw_act_cfg=dict(type='GELU')))
-    ckpt = _trained_like(tmp_path, model)
+    ckpt = trained_like_checkpoint(tmp_path, model)
     out = tmp_path / 'emov2_1m.onnx'
     log = run_python('tools/deployment/export_onnx.py', 'emov2-1m', str(out),
                      '--shape', '64', '64', '--window-size', '7', '7', '5',
@@ -280,33 +266,6 @@ def test_deploy_folds_each_module_once(monkeypatch):
     assert len(set(map(id, calls))) == len(calls)
 
 
-def _randomize(model, run=None, shape=(64, 80)):
-    """Weights as trained ones look, so that a check proves something:
-    LayerScales near 0.5 (at their initial 1e-6 the stride-8..32 outputs of
-    EMOv2 barely depend on the image), random BN affines, and BN statistics
-    of the activations of two random batches (statistics drawn at random
-    would swamp the signal). ``run(x)`` runs the model (default
-    ``model(x)``)."""
-    gen = torch.Generator().manual_seed(0)
-    run = run or model
-    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith('gamma'):
-                param.copy_(torch.rand(param.shape, generator=gen) * 0.4 + 0.3)
-        for m in norms:
-            m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-            m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.2 - 0.1)
-            m.reset_running_stats()
-            m.momentum = None  # the average over the batches
-            m.train()
-        for _ in range(2):
-            run(torch.randn(4, 3, *shape, generator=gen))
-    for m in norms:
-        m.momentum = 0.1
-    return model.eval()
-
-
 @pytest.mark.parametrize('dw_norm', ['BN', 'LN2d'])
 def test_deploy_folds_emov2(dw_norm):
     """deploy() leaves no BatchNorm and no LayerScale in an EMOv2 backbone
@@ -315,7 +274,7 @@ def test_deploy_folds_emov2(dw_norm):
         dw_norm_cfg=dict(type='LN2d', eps=1e-6), dw_act_cfg=dict(
             type='GELU')) if dw_norm == 'LN2d' else {}
     model, *_ = backbone_for_export('emov2-1m', [7, 7, 5, 4], options=options)
-    _randomize(model)
+    trained_like(model)
     x = torch.randn(2, 3, 61, 83)
     with torch.no_grad():
         expected = model(x)
@@ -335,7 +294,7 @@ def test_emov2_backbone_graph_serves_any_size(tmp_path):
     exported by name: ONNX Runtime matches PyTorch at sizes no window
     divides, and the graph takes any batch and size."""
     ckpt = tmp_path / 'emov2_2m.pth'
-    torch.save(_randomize(EMOv2(arch='2m')).state_dict(), ckpt)
+    torch.save(trained_like(EMOv2(arch='2m')).state_dict(), ckpt)
     out = tmp_path / 'emov2_2m.onnx'
     result = export(
         'EMOv2-2M',
@@ -426,7 +385,7 @@ def test_emov2_config_graphs(tmp_path, config, names):
     test_upsampling_follows_the_input)."""
     path = osp.join(REPO_ROOT, config)
     model = build_model(load_config(path))
-    _randomize(model, lambda x: model(x, mode='tensor'), (96, 128))
+    trained_like(model, lambda x: model(x, mode='tensor'), (96, 128))
     ckpt = tmp_path / 'model.pth'
     torch.save({'state_dict': model.state_dict()}, ckpt)
     out = tmp_path / 'model.onnx'
@@ -496,11 +455,12 @@ def test_openvino_ir_matches_pytorch(tmp_path, model):
     torch.manual_seed(0)
     if model.endswith('.py'):
         path = osp.join(REPO_ROOT, model)
-        ckpt = _trained_like(tmp_path, build_model(load_config(path)), True)
+        ckpt = trained_like_checkpoint(tmp_path,
+                                       build_model(load_config(path)), True)
     else:
         path = model
         backbone, arch = parse_backbone(model)
-        ckpt = _trained_like(tmp_path, backbone(arch=arch))
+        ckpt = trained_like_checkpoint(tmp_path, backbone(arch=arch))
     out = tmp_path / 'model.onnx'
     result = export(path, str(out), checkpoint=ckpt, openvino=True)
     assert result['ir'] == str(tmp_path / 'model.xml')
@@ -540,121 +500,3 @@ def test_openvino_refusals_write_nothing(tmp_path):
         export('1m', str(tmp_path / 'emo.onnx'), openvino=True)
     assert (tmp_path / 'emo.xml').read_text() == 'kept'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['emo.xml']
-
-
-# ---------------------------------------------------------------- ExecuTorch
-def _need_executorch():
-    pytest.importorskip(
-        'executorch',
-        reason='executorch is optional (requirements/mobile.txt; CI '
-        'installs it)')
-
-
-def _relative_difference(got, expected):
-    return max(
-        float(np.abs(a - b.float().numpy()).max()) /
-        max(1.0, float(b.abs().max())) for a, b in zip(got, expected))
-
-
-def _authors_program(tmp_path, name, fixture, window, options=None):
-    """The fixture's weights as a program for its input's shape, run on its
-    input in ExecuTorch; the whole backbone must be one XNNPACK
-    partition."""
-    ckpt = tmp_path / 'net.pth'
-    torch.save(fixture['state_dict'], ckpt)
-    x = fixture['input']
-    out = tmp_path / 'net.pte'
-    result = export_executorch(
-        name,
-        str(out),
-        checkpoint=str(ckpt),
-        window_size=window,
-        shape=tuple(x.shape[2:]),
-        batch=x.shape[0],
-        check=[],
-        backbone_options=options)
-    assert (result['partitions'], result['outside']) == (1, [])
-    got = executorch_runner(str(out))(x.numpy())
-    assert len(got) == len(fixture['stage_outputs']) == 5
-    return got
-
-
-def test_executorch_program_of_the_authors_weights_reproduces_their_outputs(
-        authors_fixture, tmp_path):
-    """The authors' EMO weights as an ExecuTorch program (XNNPACK, fp32):
-    their five feature maps on the fixture's input, within 1e-4 of the
-    maps' scale, at the six fixtures' sizes and windows."""
-    _need_executorch()
-    got = _authors_program(tmp_path, authors_fixture['variant'],
-                           authors_fixture, authors_fixture['window_size'])
-    assert _relative_difference(got, authors_fixture['stage_outputs']) <= 1e-4
-
-
-def test_emov2_executorch_program_of_the_authors_weights(
-        emov2_fixture, tmp_path):
-    """As for EMO, the three EMOv2 fixtures (the segmentation backbone's
-    LayerNorms become XNNPACK operators too)."""
-    _need_executorch()
-    kwargs = dict(emov2_fixture['kwargs'])
-    window = kwargs.pop('window_size')
-    got = _authors_program(tmp_path, f'emov2-{emov2_fixture["arch"]}',
-                           emov2_fixture, window, kwargs)
-    assert _relative_difference(got, emov2_fixture['stage_outputs']) <= 1e-4
-
-
-@pytest.mark.parametrize(
-    'config',
-    ['configs/ssdlite/emo_1m_coco.py', 'configs/deeplabv3/emov2_1m_ade20k.py'])
-def test_executorch_config_programs(tmp_path, config):
-    """A detector and a segmentor with trained-like weights, behind their
-    normalisation (BGR in), at a size no window divides: one XNNPACK
-    partition, within 1e-4 of the unfolded model."""
-    _need_executorch()
-    torch.manual_seed(0)
-    path = osp.join(REPO_ROOT, config)
-    ckpt = _trained_like(tmp_path, build_model(load_config(path)), True)
-    result = export_executorch(
-        path,
-        str(tmp_path / 'model.pte'),
-        checkpoint=ckpt,
-        shape=(97, 131),
-        check=[])
-    assert (result['partitions'], result['outside']) == (1, [])
-    [(batch, h, w, outputs, diff)] = result['checked']
-    assert (batch, h, w) == (1, 97, 131) and diff <= 1e-4
-    assert outputs == len(result['names'])
-
-
-def test_executorch_command_line(tmp_path):
-    """The tool lowers at its shape and at a --check size no window
-    divides, compares both with PyTorch (trained-like weights) and says so;
-    refusals are one line and write nothing."""
-    _need_executorch()
-    torch.manual_seed(0)
-    ckpt = _trained_like(tmp_path, EMO(arch='1m'))
-    out = tmp_path / 'emo_1m.pte'
-    status, log = run_tool('deployment/export_executorch.py', '1m', out,
-                           '--shape', '64', '64', '--checkpoint', ckpt,
-                           '--check', '45x77')
-    assert status == 0, log
-    assert 'XNNPACK partitions: 1; operators outside them: none' in log
-    assert '1x3x64x64' in log and '1x3x45x77' in log
-    assert 'matches PyTorch within --atol 0.0001 at 2 sizes' in log
-    assert f'wrote {out}' in log
-    x = torch.randn(1, 3, 64, 64)
-    got = executorch_runner(str(out))(x.numpy())
-    assert [g.shape[2:] for g in got] == [(32, 32), (16, 16), (8, 8), (4, 4),
-                                          (2, 2)]
-    written = out.read_bytes()
-    for args, message in [
-        ((out, ), f'{out} exists; pass --force to overwrite it'),
-        ((tmp_path / 'a.onnx', ), 'an ExecuTorch program is a .pte file'),
-        ((tmp_path / 'a.pte', '--batch', '0'), '--batch 0 must be a positive'),
-    ]:
-        status, refused = run_tool('deployment/export_executorch.py', '1m',
-                                   *args)
-        assert status == 1 and message in refused, refused
-    assert out.read_bytes() == written
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        'emo_1m.pte', 'trained_like.pth'
-    ]

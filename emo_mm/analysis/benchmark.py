@@ -40,9 +40,9 @@ import torch.nn as nn
 
 from ..codebases import get_codebase
 from ..config import build_model
-from ..deployment import (executorch_runner, export_onnx, export_openvino,
-                          lower_to_executorch, onnxruntime_runner,
+from ..deployment import (export_onnx, export_openvino, onnxruntime_runner,
                           openvino_runner)
+from ..mobile import executorch_runner, lower_to_executorch
 from ..models import FAMILIES, deploy
 from .complexity import TensorMode
 
@@ -310,7 +310,7 @@ def time_runtime(models, batch, size, settings, runtime='ONNX Runtime'):
     benchmark's shape on the CPU by ``runtime``: ONNX Runtime, or OpenVINO
     (the ONNX file converted to IR, the shape fixed, fp32 arithmetic and
     the LATENCY hint), or ExecuTorch (a program for this shape, XNNPACK,
-    :func:`~emo_mm.deployment.lower_to_executorch`), with the settings'
+    :func:`~emo_mm.mobile.lower_to_executorch`), with the settings'
     thread count."""
     import tempfile
     x = torch.randn(batch, 3, size, size).numpy()
