@@ -321,7 +321,6 @@ MIL_OPS = {
     'add': lambda x, y: x + y,
     'sub': lambda x, y: x - y,
     'mul': lambda x, y: x * y,
-    'real_div': lambda x, y: x / y,
     'cast': lambda x, dtype: x.to(_DTYPES[dtype]),
     'concat': lambda values, axis, interleave=False: torch.cat(
         values, int(axis)),
@@ -336,7 +335,6 @@ MIL_OPS = {
         _axes(axes), keepdim=bool(keep_dims)),
     'relu': lambda x: F.relu(x),
     'reshape': lambda x, shape: x.reshape(_axes(shape)),
-    'rsqrt': lambda x, epsilon=1e-12: torch.rsqrt(x + float(epsilon)),
     'sigmoid': lambda x: torch.sigmoid(x),
     'silu': lambda x: F.silu(x),
     'slice_by_index': _slice_by_index,
@@ -346,7 +344,6 @@ MIL_OPS = {
         if split_sizes is None else _axes(split_sizes), int(axis)),
     'squeeze': lambda x, axes=None: x.squeeze(
         tuple(_axes(axes))) if axes is not None else x.squeeze(),
-    'sqrt': lambda x: torch.sqrt(x),
     'transpose': lambda x, perm: x.permute(_axes(perm)),
     'upsample_bilinear': lambda x, **kw: _upsample(x, mode='bilinear', **kw),
     'upsample_nearest_neighbor': lambda x, **kw: _upsample(x, **kw),
