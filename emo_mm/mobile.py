@@ -60,11 +60,25 @@ def _layer_norm_for_xnnpack(x,
     return x
 
 
+def _linear_for_xnnpack(x, weight, bias=None):
+    """``aten.linear`` as one 2-D product over the flattened leading axes.
+    The edge dialect writes a linear of an N-D input (EdgeNeXt's pointwise
+    layers on NHWC maps) as ``expand`` + ``bmm``, which XNNPACK's partitioner
+    takes for a linear and then fails to convert; ``addmm`` it converts."""
+    rows = x.reshape(-1, x.shape[-1])
+    if bias is None:
+        out = torch.mm(rows, weight.t())
+    else:
+        out = torch.addmm(bias, rows, weight.t())
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
 def lower_to_executorch(model: nn.Module, inputs: torch.Tensor):
     """``model`` (eval mode, parameters in the default memory format) at
     the fixed shape of ``inputs``, exported (``torch.export``) and lowered
-    to ExecuTorch with the XNNPACK delegate, fp32. Every ``LayerNorm`` is
-    written in XNNPACK's operators first (:func:`_layer_norm_for_xnnpack`),
+    to ExecuTorch with the XNNPACK delegate, fp32. Every ``LayerNorm`` and
+    ``Linear`` is written in XNNPACK's operators first
+    (:func:`_layer_norm_for_xnnpack`, :func:`_linear_for_xnnpack`),
     EdgeNeXt's as well as ours.
 
     Returns:
@@ -77,9 +91,11 @@ def lower_to_executorch(model: nn.Module, inputs: torch.Tensor):
     from executorch.exir import to_edge
     with torch.no_grad():
         program = torch.export.export(model, (inputs, ))
-    # Only the LayerNorms: the edge dialect decomposes the rest itself.
-    program = program.run_decompositions(
-        {torch.ops.aten.layer_norm.default: _layer_norm_for_xnnpack})
+    # Only these two: the edge dialect decomposes the rest itself.
+    aten = torch.ops.aten
+    decompositions = {aten.layer_norm.default: _layer_norm_for_xnnpack}
+    decompositions[aten.linear.default] = _linear_for_xnnpack
+    program = program.run_decompositions(decompositions)
     # Partitioning the decomposed graph, rather than
     # to_edge_transform_and_lower's keeping some operators whole for the
     # partitioner, gives the same single partition for EMO and EMOv2 in
