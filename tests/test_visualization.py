@@ -1,5 +1,7 @@
 """LegendSegVisualizer (emo_mm/visualization.py): built from the mmseg
 scope, it draws small images enlarged, with every class in a legend."""
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -16,12 +18,16 @@ CLASSES = ('building', 'sky', 'tree', 'road', 'grass', 'person', 'mountain',
 PALETTE = [(180, 120, 120), (6, 230, 230), (4, 200, 3), (140, 140, 140),
            (4, 250, 7), (150, 5, 61), (143, 255, 140), (0, 102, 200),
            (61, 230, 250)]
+# Visualizers are named instances (ManagerMixin): a name seen before returns
+# that instance unbuilt, so each build takes a new one (an id() could be
+# reused once its object is freed).
+NAMES = (f'legend{i}' for i in itertools.count())
 
 
 def build(**kwargs):
     init_default_scope('mmseg')
     visualizer = VISUALIZERS.build(
-        dict(type='LegendSegVisualizer', name=f'legend{id(kwargs)}', **kwargs))
+        dict(type='LegendSegVisualizer', name=next(NAMES), **kwargs))
     visualizer.set_dataset_meta(classes=CLASSES, palette=PALETTE)
     return visualizer
 

@@ -1,7 +1,10 @@
 """The demos: tools/demo.sh end to end for each task at a reduced length
 (smoke table, data, training, test pictures, inference, the closing lines).
 That each demo config is seeded, so that a rerun repeats the run:
-tests/test_tools/test_train_test.py::test_rerun_repeats_the_run."""
+tests/test_tools/test_train_test.py::test_rerun_repeats_the_run. The EMOv2
+demos differ from the EMO ones only in the config and work dir the script
+picks (test_demo_arguments_pick_the_config); test_train_test.py trains and
+tests each EMOv2 demo config."""
 import glob
 import os
 import os.path as osp
@@ -90,29 +93,25 @@ def check_pictures(task, pictures, images):
             assert min(drawn.shape[:2]) >= 256, (picture, drawn.shape)
 
 
-@pytest.mark.parametrize('task,family',
-                         [(task, '')
-                          for task in sorted(DEMOS)] + [('cls', 'emov2')])
-def test_demo_script_runs_end_to_end(task, family, tmp_path):
-    """tools/demo.sh TASK [emov2], shortened: smoke check, data, training,
+@pytest.mark.parametrize('task', sorted(DEMOS))
+def test_demo_script_runs_end_to_end(task, tmp_path):
+    """tools/demo.sh TASK, shortened: smoke check, data, training,
     test with pictures and inference, written under EMO_MM_DEMO_DIR; it ends
     saying where the pictures are and what they show. The smoke check
     (every variant, the same in every demo) runs in the first demo only;
     EMO_MM_DEMO_SMOKE=0 leaves it out of the others. 30-65 s each: the
     script's four or five processes (smoke, data, train, test, infer) are
     what a user runs."""
-    demo = dict(DEMOS[task])
-    if family:  # the EMOv2 config, in its own work dir
-        demo['work'] += '_emov2'
-    smoke = (task, family) == ('det', '')
+    demo = DEMOS[task]
+    smoke = task == 'det'
     env = dict(
         os.environ,
         EMO_MM_DEMO_DIR=str(tmp_path),
         EMO_MM_DEMO_DATA_ARGS=demo['data_args'],
         EMO_MM_DEMO_SMOKE=str(int(smoke)))
     out = run_command([
-        'bash', 'tools/demo.sh', task, *filter(None, [family]),
-        '--cfg-options', *demo['short'], 'train_dataloader.num_workers=0',
+        'bash', 'tools/demo.sh', task, '--cfg-options', *demo['short'],
+        'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
         'val_dataloader.num_workers=0',
         'val_dataloader.persistent_workers=False'
@@ -129,7 +128,7 @@ def test_demo_script_runs_end_to_end(task, family, tmp_path):
     dumped = glob.glob(osp.join(work, '*.py'))  # the runner's config dump
     assert dumped, work
     with open(dumped[0]) as f:
-        assert ("type='EMOv2'" in f.read()) == (family == 'emov2')
+        assert "type='EMO'" in f.read()
     assert not osp.exists(
         osp.join(REPO_ROOT, 'work_dirs', demo['work'], osp.basename(work)))
 
