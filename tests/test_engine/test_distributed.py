@@ -121,7 +121,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(
     """tools/dist_train.sh (torchrun, gloo) with 2 x batch 4 against
     tools/train.py with 1 x batch 8: same loss at every iteration, same
     weights at the end; the single process reverts SyncBN to BN. Costs
-    about 40 s (two torchrun launches of two processes each): DDP needs
+    40-60 s (two torchrun launches of two processes each): DDP needs
     real processes. EMO only: the path does not depend on the backbone;
     that every parameter of EMO and EMOv2 gets a gradient, which DDP
     needs, is in the backbone tests."""
